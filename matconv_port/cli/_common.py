@@ -1,0 +1,32 @@
+"""Shared CLI plumbing: error reporting and exit codes."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, TypeVar
+
+import click
+
+from matconv_port.errors import MatConvPortError
+
+T = TypeVar("T")
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> "NoReturn":  # noqa: F821
+    """Print a one-line error and exit with status 2."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def run_guarded(fn: Callable[[], T]) -> T:
+    """Run a command; turn user errors into one line on stderr and exit status 2."""
+    try:
+        return fn()
+    except MatConvPortError as exc:
+        fail(str(exc))
+    except FileNotFoundError as exc:
+        fail(f"{exc.filename}: no such file" if exc.filename else str(exc))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

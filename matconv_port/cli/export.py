@@ -1,0 +1,12 @@
+"""`matconv-port export` (not implemented yet)."""
+from __future__ import annotations
+
+import click
+
+from matconv_port.cli._common import fail
+
+
+@click.command("export", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def command() -> None:
+    """Not yet available in this version."""
+    fail("matconv-port export: not yet implemented")

@@ -1,0 +1,12 @@
+"""`matconv-port inspect` (not implemented yet)."""
+from __future__ import annotations
+
+import click
+
+from matconv_port.cli._common import fail
+
+
+@click.command("inspect", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def command() -> None:
+    """Not yet available in this version."""
+    fail("matconv-port inspect: not yet implemented")

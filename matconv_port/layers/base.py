@@ -1,0 +1,74 @@
+"""Base class of every layer implementation, and the per-call context."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from matconv_port.netspec import LayerSpec, as_float_list
+
+
+@dataclass
+class ForwardContext:
+    """What MatConvNet keeps in ``net.meta`` / ``net.mode`` during ``eval``.
+
+    ``num_videos`` is MatConvNet's ``net.meta.curBatchSize``: the 4th dim of an
+    activation holds ``num_videos x frames`` items, frames fastest
+    (item = video * frames + frame). 3D layers and losses use it.
+    """
+
+    num_videos: int
+    training: bool = False
+    #: "fast": emulate MatConvNet's CPU LRN pow approximation; "exact": true pow
+    lrn_mode: str = "exact"
+
+
+class MatConvNetLayer(nn.Module):
+    """One MatConvNet layer (a DagNN block).
+
+    Subclasses set :attr:`param_layouts` (one entry of
+    :data:`~matconv_port.layers.registry.PARAM_LAYOUTS` per param slot) and implement
+    :meth:`forward`, which receives the input vars, the layer's params (torch
+    layout) and the :class:`ForwardContext`, and returns the output vars. Activations
+    are ``N x C x H x W`` tensors (MatConvNet's ``H x W x C x N``).
+    """
+
+    mcn_types: ClassVar[tuple[str, ...]] = ()
+    param_layouts: ClassVar[tuple[str, ...]] = ()
+    #: a layer whose inputs include a label var (losses, error counters)
+    needs_label: ClassVar[bool] = False
+
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.layer_name = spec.name
+        self.mcn_type = spec.type
+        self.block = dict(spec.block)
+
+    # ---------------------------------------------------------------- helpers
+    def block_list(self, key: str, default: Any, n: int | None = None) -> list[float]:
+        """A numeric block property as a list of floats; a scalar is repeated to ``n``."""
+        value = self.block.get(key, default)
+        if value is None or (hasattr(value, "__len__") and not isinstance(value, str) and len(value) == 0):
+            value = default
+        vals = as_float_list(value)
+        if n is not None and len(vals) == 1:
+            vals = vals * n
+        return vals
+
+    def block_int_list(self, key: str, default: Any, n: int | None = None) -> list[int]:
+        return [int(round(v)) for v in self.block_list(key, default, n)]
+
+    def block_float(self, key: str, default: float) -> float:
+        vals = self.block_list(key, default)
+        return float(vals[0]) if vals else float(default)
+
+    def param_layout(self, slot: int) -> str:
+        return self.param_layouts[slot] if slot < len(self.param_layouts) else "raw"
+
+    def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{self.layer_name!r}, {self.mcn_type}"

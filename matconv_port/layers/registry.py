@@ -1,0 +1,168 @@
+"""The layer registry: MatConvNet layer type -> PyTorch implementation.
+
+This is the ONE place where a MatConvNet layer type is connected to code. A layer
+family lives in its own module of this package and registers itself::
+
+    @register_layer("dagnn.ReLU", simplenn="relu")
+    class ReLU(MatConvNetLayer):
+        ...
+
+* DagNN type names (``dagnn.Conv``) are canonical; ``simplenn=`` gives the SimpleNN
+  ``type`` string(s) that map to it (as ``dagnn.DagNN.fromSimpleNN`` maps them).
+* Users add their own types the same way, from a Python file given to
+  ``matconv-port convert --custom-layers FILE.py`` (or by importing it before
+  ``load_model``). Registering an existing type replaces it (``replace=True``).
+
+Param layouts: a layer declares, per param slot, how MatConvNet's array maps to the
+tensor its ``forward`` receives (see :data:`PARAM_LAYOUTS`). The network stores
+parameters in that torch layout and remembers the MatConvNet shape, so exporting
+back gives the original arrays bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+_REGISTRY: dict[str, type] = {}
+_SIMPLENN_TYPES: dict[str, str] = {}
+
+
+def register_layer(*types: str, simplenn: str | tuple[str, ...] = (), replace: bool = False) -> Callable[[type], type]:
+    """Class decorator: register ``cls`` for the given DagNN type names.
+
+    ``simplenn`` names SimpleNN layer types converted to this DagNN type.
+    """
+    simple = (simplenn,) if isinstance(simplenn, str) else tuple(simplenn)
+
+    def wrap(cls: type) -> type:
+        for t in types:
+            if t in _REGISTRY and _REGISTRY[t] is not cls and not replace:
+                raise ValueError(f"layer type {t!r} is already registered by {_REGISTRY[t].__name__}; pass replace=True")
+            _REGISTRY[t] = cls
+        for s in simple:
+            _SIMPLENN_TYPES[s] = types[0]
+        cls.mcn_types = tuple(types)
+        return cls
+
+    return wrap
+
+
+def layer_class(mcn_type: str) -> type | None:
+    """The implementation registered for a DagNN type name, or None."""
+    _ensure_builtin()
+    return _REGISTRY.get(mcn_type)
+
+
+def simplenn_to_dagnn_type(simplenn_type: str) -> str | None:
+    """DagNN type for a SimpleNN layer ``type`` string (``conv`` -> ``dagnn.Conv``), or None."""
+    _ensure_builtin()
+    return _SIMPLENN_TYPES.get(simplenn_type)
+
+
+def registered_types() -> dict[str, type]:
+    _ensure_builtin()
+    return dict(_REGISTRY)
+
+
+def _ensure_builtin() -> None:
+    # the built-in families register on import of the package
+    import matconv_port.layers  # noqa: F401
+
+
+def load_custom_layers(path: str) -> None:
+    """Execute a user's Python file that registers layer types with :func:`register_layer`."""
+    import importlib.util
+    import os
+
+    from matconv_port.errors import MatConvPortError
+
+    if not os.path.isfile(path):
+        raise MatConvPortError(f"{path}: custom layers file not found")
+    name = "matconv_port_custom_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a user's file: report it in one line
+        raise MatConvPortError(f"{path}: cannot load custom layers: {type(exc).__name__}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- layouts
+@dataclass(frozen=True)
+class ParamLayout:
+    """How a MatConvNet param array maps to the torch tensor a layer uses."""
+
+    name: str
+    to_torch: Callable[[np.ndarray], np.ndarray]
+    #: (torch array, original MatConvNet shape) -> MatConvNet array of that shape
+    to_matconvnet: Callable[[np.ndarray, tuple], np.ndarray]
+
+
+def _pad_dims(a: np.ndarray, n: int) -> np.ndarray:
+    return a.reshape(a.shape + (1,) * (n - a.ndim)) if a.ndim < n else a
+
+
+def _filter_to_torch(a: np.ndarray) -> np.ndarray:
+    # H x W x Cin x Cout  ->  Cout x Cin x H x W
+    return np.ascontiguousarray(_pad_dims(a, 4).transpose(3, 2, 0, 1))
+
+
+def _filter_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.asfortranarray(t.transpose(2, 3, 1, 0)).reshape(shape, order="F")
+
+
+def _filter3d_to_torch(a: np.ndarray) -> np.ndarray:
+    # H x W x T x Cin x Cout  ->  Cout x Cin x T x H x W
+    return np.ascontiguousarray(_pad_dims(a, 5).transpose(4, 3, 2, 0, 1))
+
+
+def _filter3d_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.asfortranarray(t.transpose(3, 4, 2, 1, 0)).reshape(shape, order="F")
+
+
+def _vector_to_torch(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.reshape(-1, order="F"))
+
+
+def _vector_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.asfortranarray(t.reshape(shape, order="F"))
+
+
+def _raw_to_torch(a: np.ndarray) -> np.ndarray:
+    # MATLAB index order kept as is (C-contiguous copy)
+    return np.ascontiguousarray(a)
+
+
+def _raw_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.asfortranarray(t.reshape(shape))
+
+
+def _map_to_torch(a: np.ndarray) -> np.ndarray:
+    # H x W x C (x N) -> N x C x H x W (an activation-shaped param, e.g. Scale's)
+    return np.ascontiguousarray(_pad_dims(a, 4).transpose(3, 2, 0, 1))
+
+
+PARAM_LAYOUTS: dict[str, ParamLayout] = {
+    # conv / convt filters: H x W x Cin x Cout (convt: H x W x Cout x Cin) -> dims reversed as torch wants
+    "filter2d": ParamLayout("filter2d", _filter_to_torch, _filter_to_mcn),
+    # Conv3D filters: H x W x T x Cin x Cout -> Cout x Cin x T x H x W
+    "filter3d": ParamLayout("filter3d", _filter3d_to_torch, _filter3d_to_mcn),
+    # biases, bnorm multipliers/biases: any shape with C elements -> (C,)
+    "vector": ParamLayout("vector", _vector_to_torch, _vector_to_mcn),
+    # as saved (MATLAB index order), e.g. bnorm moments C x 2
+    "raw": ParamLayout("raw", _raw_to_torch, _raw_to_mcn),
+    # an H x W x C map broadcast against activations -> 1 x C x H x W
+    "map": ParamLayout("map", _map_to_torch, _filter_to_mcn),
+}
+
+
+def param_to_torch(layout: str, value) -> torch.Tensor:
+    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return torch.from_numpy(PARAM_LAYOUTS[layout].to_torch(arr))
+
+
+def param_to_matconvnet(layout: str, tensor: torch.Tensor, shape: tuple) -> np.ndarray:
+    return PARAM_LAYOUTS[layout].to_matconvnet(tensor.detach().cpu().numpy(), tuple(shape))
