@@ -1,0 +1,180 @@
+"""MatConvNet's local response normalisation (LRN), exact and CPU-emulating.
+
+MatConvNet's ``vl_nnnormalize`` computes, for an ``H x W x C x N`` array and
+``param = [depth kappa alpha beta]``::
+
+    y_c = x_c * (kappa + alpha * sum_{q = c - m1}^{c + m2} x_q^2) ^ (-beta)
+
+with ``m1 = floor((depth - 1) / 2)``, ``m2 = depth - 1 - m1`` (so an EVEN depth gives
+a window with one more channel after ``c`` than before it), the window clipped at
+the first and last channel, and ``alpha`` NOT divided by ``depth`` (Caffe and
+PyTorch divide it).
+
+The CPU implementation (``matlab/src/bits/impl/normalize_cpu.cpp``, compiled with
+``VL_NNNORMALIZE_FAST`` defined) differs from that formula in two ways, both
+emulated here in ``mode="fast"``:
+
+1. ``pow(z, -beta)`` is replaced by ``fast_pow``: ``log2`` of the base is taken as
+   its binary exponent plus a cubic polynomial of the mantissa, multiplied by the
+   exponent, and ``2^t`` is rebuilt as the integer part of ``t`` plus a cubic
+   polynomial of the fractional part, written straight into the float's bits
+   (up to ~0.3% relative error). Only this ``pow`` is approximated.
+2. The window sum of squares is a RUNNING sum over channels: for
+   ``t = -m2 .. C-1`` the accumulator gets ``+ x[t+m2]^2`` (while ``t+m2 < C``) and
+   ``- x[t-m1-1]^2`` (once ``t-m1-1 >= 0``); when both apply it adds the difference
+   ``x[t+m2]^2 - x[t-m1-1]^2``. Channel ``t``'s output uses the accumulator after the
+   update of step ``t``. The rounding of that running sum differs from a fresh sum.
+
+The GPU implementation uses ``powf`` on a fresh window sum: ``mode="exact"`` is the
+formula above in the input's precision.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["fast_pow", "lrn_matconvnet", "lrn_window"]
+
+# Polynomial coefficients of normalize_cpu.cpp's fast_pow (same in the float and
+# double versions; the float version rounds them to float).
+_PLOG1 = 1.442695040888963
+_PLOG2 = -0.606737602222409
+_PLOG3 = 0.164042561333445
+_PEXP1 = 0.693147180559945
+_PEXP2 = 0.227411277760219
+_PEXP3 = 0.079441541679836
+
+# dtype -> (same-width int dtype, mantissa bits, exponent bias)
+_BITS = {
+    torch.float32: (torch.int32, 23, 127),
+    torch.float64: (torch.int64, 52, 1023),
+}
+
+
+def lrn_window(depth: int) -> tuple[int, int]:
+    """``(m1, m2)``: channels before / after ``c`` in the LRN window of ``depth``.
+
+    ``m1 = floor((depth-1)/2)``, ``m2 = depth-1-m1`` (C integer division, as in
+    ``normalize_cpu.cpp``; ``depth >= 1``).
+    """
+    depth = int(depth)
+    if depth < 1:
+        raise ValueError(f"LRN depth must be >= 1, got {depth}")
+    m1 = (depth - 1) // 2
+    return m1, depth - 1 - m1
+
+
+def fast_pow(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """MatConvNet's CPU approximation of ``base ** exponent`` (elementwise).
+
+    Reproduces ``fast_pow`` of ``normalize_cpu.cpp`` (non-``VERY_FAST`` branch) in
+    the precision of ``base`` (float32 or float64), operation for operation:
+
+    * ``ix = bits(base) - bits(1.0)``; ``fx = ix >> mantissa_bits`` (arithmetic
+      shift: the unbiased exponent); ``mx`` = mantissa of ``base`` in ``[0, 1)``;
+    * ``t = exponent * (((fx + mx*plog1) + mx^2*plog2) + mx^3*plog3)`` (~ log2 times
+      exponent);
+    * ``rz = t - floor(t)``; ``tz = ((floor(t) + rz*pexp1) + rz^2*pexp2) + rz^3*pexp3``;
+    * result bits = ``int(tz * 2^mantissa_bits)`` (C cast: truncation toward zero)
+      ``+ bits(1.0)``.
+
+    Meant for positive finite ``base`` (LRN's ``kappa + alpha*sum``); like the C code
+    it gives meaningless values for zero, negative or non-finite bases.
+    Other floating dtypes are computed in float32 and cast back.
+    """
+    if not torch.is_floating_point(base):
+        raise TypeError(f"fast_pow needs a floating-point tensor, got {base.dtype}")
+    orig_dtype = base.dtype
+    if orig_dtype not in _BITS:
+        base = base.to(torch.float32)
+    dtype = base.dtype
+    int_dtype, mbits, bias = _BITS[dtype]
+    base = base.contiguous()
+
+    def c(v: float) -> torch.Tensor:  # a constant rounded to the working precision
+        return torch.tensor(v, dtype=dtype, device=base.device)
+
+    one_bits = bias << mbits
+    ix = base.view(int_dtype) - one_bits
+    imx = torch.bitwise_and(ix, (1 << mbits) - 1) + one_bits
+    fx = torch.bitwise_right_shift(ix, mbits).to(dtype)
+    mx = imx.view(dtype) - c(1.0)
+    mx2 = mx * mx
+    # -ffast-math regrouping of fx + mx*plog1 + mx^2*plog2 + mx^3*plog3
+    t = c(exponent) * ((fx + mx2 * c(_PLOG2)) + mx * (mx2 * c(_PLOG3) + c(_PLOG1)))
+
+    fz = torch.floor(t)
+    rz = t - fz
+    rz2 = rz * rz
+    # -ffast-math regrouping of fz + rz*pexp1 + rz^2*pexp2 + rz^3*pexp3
+    tz = rz * (rz2 * c(_PEXP3) + c(_PEXP1)) + (rz2 * c(_PEXP2) + fz)
+
+    zi = torch.trunc(tz * c(float(1 << mbits))).to(int_dtype) + one_bits
+    z = zi.view(dtype)
+    return z if z.dtype == orig_dtype else z.to(orig_dtype)
+
+
+def _running_window_sum(sq: torch.Tensor, m1: int, m2: int) -> torch.Tensor:
+    """Window sums of ``sq`` (N x C x H x W) over channels, as the CPU running sum."""
+    n_ch = sq.shape[1]
+    acc = torch.zeros_like(sq[:, 0])
+    out = torch.empty_like(sq)
+    for t in range(-m2, n_ch):
+        tm, tp = t - m1 - 1, t + m2
+        if tm >= 0 and tp < n_ch:
+            acc = (acc + sq[:, tp]) - sq[:, tm]  # as compiled (fast-math regrouped)
+        elif tm < 0 and tp < n_ch:
+            acc = acc + sq[:, tp]
+        elif tm >= 0 and tp >= n_ch:
+            acc = acc - sq[:, tm]
+        if t >= 0:
+            out[:, t] = acc
+    return out
+
+
+def _fresh_window_sum(sq: torch.Tensor, m1: int, m2: int) -> torch.Tensor:
+    """Window sums of ``sq`` (N x C x H x W) over channels, each summed afresh."""
+    n_ch = sq.shape[1]
+    # pad m1 channels before and m2 after, then sum every window of depth channels
+    padded = torch.nn.functional.pad(sq, (0, 0, 0, 0, m1, m2))
+    return padded.unfold(1, m1 + m2 + 1, 1)[:, :n_ch].sum(dim=-1)
+
+
+def lrn_matconvnet(
+    x: torch.Tensor,
+    depth: int,
+    kappa: float,
+    alpha: float,
+    beta: float,
+    mode: str = "fast",
+) -> torch.Tensor:
+    """MatConvNet's LRN (``vl_nnnormalize``) of an ``N x C x H x W`` tensor.
+
+    ``y_c = x_c * (kappa + alpha * sum_{q=c-m1}^{c+m2} x_q^2) ^ (-beta)`` with the
+    window of :func:`lrn_window` clipped at the channel ends and alpha NOT divided by
+    ``depth`` (MatConvNet ``param = [depth kappa alpha beta]``).
+
+    ``mode="fast"``: MatConvNet's CPU code, bit-faithful in float32/float64: the
+    parameters rounded to the input's precision, the running window sum of
+    ``normalize_cpu.cpp`` and :func:`fast_pow` (~0.3% from the exact formula).
+    ``mode="exact"``: the formula with a fresh window sum and true ``pow``
+    (MatConvNet's GPU behaviour). Differentiable in ``exact`` mode (and through the
+    sum in ``fast`` mode; fast_pow itself has no useful gradient).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"lrn_matconvnet expects an N x C x H x W tensor, got shape {tuple(x.shape)}")
+    if mode not in ("fast", "exact"):
+        raise ValueError(f"LRN mode must be 'fast' or 'exact', got {mode!r}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"LRN needs a floating-point tensor, got {x.dtype}")
+    m1, m2 = lrn_window(depth)
+    dtype = x.dtype
+    # the MEX file converts the double params to the data's type
+    k = torch.tensor(float(kappa), dtype=dtype, device=x.device)
+    a = torch.tensor(float(alpha), dtype=dtype, device=x.device)
+    sq = x * x
+    if mode == "fast":
+        window = _running_window_sum(sq, m1, m2)
+        nb = torch.tensor(-float(beta), dtype=dtype, device=x.device)
+        return x * fast_pow(k + a * window, float(nb))
+    window = _fresh_window_sum(sq, m1, m2)
+    return x * torch.pow(k + a * window, -float(beta))
