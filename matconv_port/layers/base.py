@@ -1,7 +1,7 @@
 """Base class of every layer implementation, and the per-call context."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +23,8 @@ class ForwardContext:
     training: bool = False
     #: "fast": emulate MatConvNet's CPU LRN pow approximation; "exact": true pow
     lrn_mode: str = "exact"
+    #: training: batch moments ``C x 2`` = [mean, sigma] computed by each BatchNorm layer
+    batch_moments: dict = field(default_factory=dict)
 
 
 class MatConvNetLayer(nn.Module):

@@ -1,0 +1,61 @@
+"""Layers that combine vars: ``dagnn.Concat``, ``dagnn.Sum``, ``dagnn.Scale``.
+
+Concat's ``dim`` is MATLAB's (1 = H, 2 = W, 3 = channels, 4 = items); inputs are
+joined in the order listed. Scale is ``bsxfun(@times, x, a) (+ b)`` where ``a``/``b``
+come from the params (``H x W x C`` maps broadcast against the activation) or, when
+the layer has no params, from its 2nd/3rd inputs.
+"""
+from __future__ import annotations
+
+import torch
+
+from matconv_port.errors import ShapeError
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.registry import register_layer
+
+#: MATLAB dimension (1-based, H x W x C x N) -> torch dimension (N x C x H x W)
+MATLAB_DIM_TO_TORCH = {1: 2, 2: 3, 3: 1, 4: 0}
+
+
+@register_layer("dagnn.Concat")
+class Concat(MatConvNetLayer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        dim = int(self.block_float("dim", 3))
+        if dim not in MATLAB_DIM_TO_TORCH:
+            raise ShapeError(f"layer {self.layer_name!r}: Concat dim {dim} is not one of 1..4")
+        self.dim = MATLAB_DIM_TO_TORCH[dim]
+
+    def forward(self, inputs, params, ctx: ForwardContext):
+        try:
+            return [torch.cat(list(inputs), dim=self.dim)]
+        except RuntimeError as exc:
+            shapes = [tuple(t.shape) for t in inputs]
+            raise ShapeError(f"layer {self.layer_name!r}: cannot concatenate inputs of shapes (NxCxHxW) {shapes}") from exc
+
+
+@register_layer("dagnn.Sum")
+class Sum(MatConvNetLayer):
+    def forward(self, inputs, params, ctx: ForwardContext):
+        y = inputs[0]
+        for x in inputs[1:]:
+            if x.shape != y.shape:
+                raise ShapeError(f"layer {self.layer_name!r}: Sum of inputs of shapes {tuple(y.shape)} and {tuple(x.shape)}")
+            y = y + x
+        return [y]
+
+
+@register_layer("dagnn.Scale")
+class Scale(MatConvNetLayer):
+    param_layouts = ("map", "map")
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.has_bias = bool(self.block.get("hasBias", True))
+
+    def forward(self, inputs, params, ctx: ForwardContext):
+        args = list(inputs) + list(params)
+        y = args[0] * args[1]
+        if self.has_bias:
+            y = y + args[2]
+        return [y]

@@ -1,0 +1,83 @@
+"""Normalisation layers: ``dagnn.LRN`` (SimpleNN ``normalize``/``lrn``) and
+``dagnn.BatchNorm`` (SimpleNN ``bnorm``).
+
+LRN, ``param = [N kappa alpha beta]``:
+``y_c = x_c * (kappa + alpha * sum_{q=c-m1}^{c+m2} x_q^2) ^ (-beta)``,
+``m1 = floor((N-1)/2)``, ``m2 = N-1-m1`` (asymmetric for even N), clipped at the
+channel ends; alpha is NOT divided by N (PyTorch's ``local_response_norm`` divides).
+MatConvNet's CPU code approximates pow (up to ~0.3% relative); its GPU code is exact.
+``ForwardContext.lrn_mode`` picks ``"exact"`` or ``"fast"`` (the CPU emulation).
+
+BatchNorm at test time: params ``[g, b, moments]`` with moments ``C x 2`` =
+``[mean, sigma]``, sigma already ``sqrt(var + eps)``:
+``y = g / sigma * (x - mean) + b`` (no epsilon added). In training mode the batch
+moments are used (``sigma = sqrt(var + epsilon)``, var over N, H, W, biased), as
+``vl_nnbnorm`` does; they are recorded for MatConvNet's moment update.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from matconv_port.errors import ShapeError
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.registry import register_layer
+
+
+def lrn_exact(x: torch.Tensor, depth: int, kappa: float, alpha: float, beta: float) -> torch.Tensor:
+    """MatConvNet's cross-channel LRN with an exact pow (N x C x H x W input)."""
+    m1 = (depth - 1) // 2
+    m2 = depth - 1 - m1
+    sq = (x * x).unsqueeze(1)  # N x 1 x C x H x W
+    sq = F.pad(sq, (0, 0, 0, 0, m1, m2))
+    window = F.avg_pool3d(sq, (depth, 1, 1), stride=1).squeeze(1) * depth
+    return x * torch.pow(kappa + alpha * window, -beta)
+
+
+@register_layer("dagnn.LRN", simplenn=("normalize", "lrn"))
+class LRN(MatConvNetLayer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        param = self.block_list("param", [5, 1, 1e-4 / 5, 0.75])
+        if len(param) != 4:
+            raise ShapeError(f"layer {self.layer_name!r}: LRN param must be [N kappa alpha beta], got {param}")
+        self.depth = int(round(param[0]))
+        self.kappa, self.alpha, self.beta = param[1], param[2], param[3]
+
+    def forward(self, inputs, params, ctx: ForwardContext):
+        x = inputs[0]
+        if ctx.lrn_mode == "fast":
+            from matconv_port.layers.lrn_fastpow import lrn_matconvnet
+
+            return [lrn_matconvnet(x, self.depth, self.kappa, self.alpha, self.beta, mode="fast")]
+        return [lrn_exact(x, self.depth, self.kappa, self.alpha, self.beta)]
+
+
+@register_layer("dagnn.BatchNorm", simplenn="bnorm")
+class BatchNorm(MatConvNetLayer):
+    param_layouts = ("vector", "vector", "raw")
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.epsilon = self.block_float("epsilon", 1e-4)
+        self.has_moments = len(spec.params) >= 3
+
+    def forward(self, inputs, params, ctx: ForwardContext):
+        x = inputs[0]
+        g, b = params[0], params[1]
+        c = x.shape[1]
+        if g.numel() != c or b.numel() != c:
+            raise ShapeError(f"layer {self.layer_name!r}: {g.numel()} multipliers for {c} channels")
+        if ctx.training or not self.has_moments:
+            mean = x.mean(dim=(0, 2, 3))
+            var = ((x - mean.view(1, -1, 1, 1)) ** 2).mean(dim=(0, 2, 3))
+            sigma = torch.sqrt(var + self.epsilon)
+            if ctx.training and self.has_moments:
+                ctx.batch_moments[self.layer_name] = torch.stack([mean, sigma], dim=1).detach()
+        else:
+            moments = params[2].reshape(-1, 2) if params[2].dim() != 2 else params[2]
+            if moments.shape[0] != c:
+                raise ShapeError(f"layer {self.layer_name!r}: moments for {moments.shape[0]} channels, input has {c}")
+            mean, sigma = moments[:, 0], moments[:, 1]
+        scale = (g / sigma).view(1, -1, 1, 1)
+        return [(x - mean.view(1, -1, 1, 1)) * scale + b.view(1, -1, 1, 1)]

@@ -1,0 +1,65 @@
+"""Loading any supported model file into a :class:`MatConvNetModel`."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from matconv_port.errors import MatFileError
+from matconv_port.netspec import NetSpec
+
+
+def load_netspec_any(path: str, outputs: list[str] | None = None) -> NetSpec:
+    """NetSpec (params in MatConvNet layout) of a ``.mat`` model or a converted file."""
+    from matconv_port.serialization import is_converted_file
+
+    _check_file(path)
+    if is_converted_file(path):
+        model = load_model(path)
+        spec = model.to_netspec()
+        if outputs:
+            from matconv_port.converters.loader import restrict_to_outputs
+
+            spec = restrict_to_outputs(spec, outputs)
+        return spec
+    from matconv_port.converters import load_netspec
+
+    return load_netspec(path, outputs=outputs)
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise MatFileError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise MatFileError(f"{path}: is a directory, not a model file")
+
+
+def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
+               lrn_mode: str = "exact", outputs: list[str] | None = None, warn=None):
+    """Load a MatConvNet ``.mat`` model (SimpleNN or DagNN; MAT v5/v7/v7.3; a bare net,
+    a ``-struct`` save, a struct holding ``net`` or a ``net-epoch-N.mat`` checkpoint) or a
+    file written by ``matconv-port convert``; returns a
+    :class:`~matconv_port.network.MatConvNetModel` in eval mode on ``device``.
+
+    ``lrn_mode``: ``"exact"`` (MatConvNet's GPU LRN, true pow; default) or ``"fast"``
+    (emulates MatConvNet's CPU pow approximation). ``outputs``: keep only the layers
+    these vars need.
+    """
+    from matconv_port.network import MatConvNetModel
+    from matconv_port.serialization import is_converted_file, read_converted
+
+    _check_file(path)
+    if is_converted_file(path):
+        spec, tparams, shapes = read_converted(path)
+        if outputs:
+            from matconv_port.converters.loader import restrict_to_outputs
+
+            spec = restrict_to_outputs(spec, outputs)
+            tparams = {k: v for k, v in tparams.items() if k in spec.params}
+        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, torch_params=tparams, param_shapes=shapes, warn=warn)
+    else:
+        from matconv_port.converters import load_netspec
+
+        spec = load_netspec(path, outputs=outputs)
+        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, release_spec_values=True, warn=warn)
+    return model.to(device).eval()
