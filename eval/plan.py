@@ -1,0 +1,276 @@
+"""Evaluation protocols and per-video plans: which frames, flow stacks, crops and
+flips are fed, and how they are grouped into clips.
+
+A plan depends only on the protocol, the number of RGB frames ``n`` of the video
+(``jpegs_256/<video>/*.jpg``), the stored frame size (for crop boxes) and, where the
+original picks a random window at test time, a seed. Frame numbers are 1-based
+(MatConvNet's ``frame%06d.jpg``); crop boxes are ``[x, y, w, h]`` in 0-based pixels.
+
+Protocols (see the original ``cnn_train_dag.m`` validation branch and the
+``opts.train`` of ``cnn_ucf101_fusion.m`` / ``_spatial.m`` / ``_temporal.m``):
+
+``fusion-paper``
+    The fused net: 50 samples (:func:`~matconv_port.eval.sampling.fusion_candidates`),
+    each fed on the whole frame and its mirror (denseEval). The 100 entries
+    ``e = 2*(k-1) + flip`` (sample ``k``) are reshaped column-major to
+    ``[20, 5]`` and permuted, so clip ``c`` (0-based) holds entries
+    ``c, c+20, c+40, c+60, c+80``: samples ``k, k+10, ..., k+40`` with one flip
+    state (``k = c//2 + 1``, flip = ``c`` odd). 20 clips of 5 frames.
+``fusion-consecutive``
+    The same 50 samples, clip ``b`` holding samples ``5b+1 .. 5b+5``, unflipped then
+    flipped. 20 clips.
+``dense25``
+    A single-stream net: 25 frames (RGB: ``rgb_uniform_candidates``; flow:
+    ``flow_uniform_candidates``), each on the whole frame then its mirror.
+``crops10`` / ``crops6`` / ``crops2``
+    The same 25 frames, each on ``S x S`` crops (``S`` = the net's input size, 224):
+    corners ``(y, x)`` for ``y`` in ``[1, H-S+1]``, ``x`` in ``[1, W-S+1]`` (y outer),
+    then the centre ``(floor((H-S+1)/2)+1, floor((W-S+1)/2)+1)`` (crops10); the middle
+    row's left, right and the centre (crops6); the centre only (crops2, RGB only, as the
+    original flow code refuses 2 crops). Each crop is followed by its mirror.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from matconv_port.errors import DataError
+from matconv_port.eval.sampling import (
+    Candidates,
+    TooShortError,
+    flow_stack,
+    flow_uniform_candidates,
+    fusion_candidates,
+    rgb_uniform_candidates,
+)
+
+__all__ = [
+    "Protocol",
+    "PROTOCOLS",
+    "get_protocol",
+    "default_protocol",
+    "Clip",
+    "VideoPlan",
+    "candidates_for",
+    "crop_boxes",
+    "plan_video",
+    "plan_to_dict",
+    "write_plan_jsonl",
+    "video_rng",
+]
+
+STORED_FRAME_SIZE = (256, 340)
+DEFAULT_CROP = 224
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named evaluation protocol.
+
+    ``kind`` is ``fused`` (RGB + flow net) or ``single`` (one stream); ``samples``
+    frames per video; ``clip_len`` frames per clip; ``grouping`` ``strided`` (the
+    original reshape) / ``consecutive`` / ``none``; ``crops`` 0 for the dense full
+    frame, else 10, 6 or 2.
+    """
+
+    name: str
+    kind: str
+    samples: int
+    clip_len: int
+    grouping: str
+    crops: int
+    description: str
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol("fusion-paper", "fused", 50, 5, "strided", 0,
+                 "50 samples at stride 15, clips grouped as the original reshape, full frame + flip"),
+        Protocol("fusion-consecutive", "fused", 50, 5, "consecutive", 0,
+                 "50 samples at stride 15, 5 consecutive samples per clip, full frame + flip"),
+        Protocol("dense25", "single", 25, 1, "none", 0, "25 frames, full frame + flip"),
+        Protocol("crops10", "single", 25, 1, "none", 10, "25 frames, 4 corner + centre crops, each + flip"),
+        Protocol("crops6", "single", 25, 1, "none", 6, "25 frames, middle-row left/right + centre crops, each + flip"),
+        Protocol("crops2", "single", 25, 1, "none", 2, "25 frames, centre crop + flip (RGB only)"),
+    )
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol called ``name``; :class:`DataError` listing the known ones otherwise."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise DataError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+
+
+def default_protocol(kind: str) -> Protocol:
+    """The paper's protocol for a ``fused`` or ``single``-stream net."""
+    return PROTOCOLS["fusion-paper" if kind == "fused" else "dense25"]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What one forward pass sees.
+
+    ``frames``: 1-based RGB frame numbers in feeding order; ``flow``: for each frame,
+    the 1-based flow frame number of every flow channel in channel order (u, v
+    interleaved; empty tuple when no flow is fed); ``flip``: mirrored horizontally
+    (u inverted); ``crop``: ``(x, y, w, h)`` 0-based or None for the full frame.
+    """
+
+    frames: tuple[int, ...]
+    flow: tuple[tuple[int, ...], ...]
+    flip: bool
+    crop: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    video: str
+    label: int
+    num_frames: int
+    clips: tuple[Clip, ...]
+
+
+def candidates_for(protocol: Protocol, stream: str, n: int, flow_channels: int = 20) -> Candidates:
+    """The original's candidate frames for ``protocol`` on ``stream`` (``rgb``/``flow``/``fused``)."""
+    if protocol.kind == "fused":
+        return fusion_candidates(n, num=protocol.samples, stride=15, clip_len=protocol.clip_len, stack=flow_channels)
+    if stream == "rgb":
+        return rgb_uniform_candidates(n, num=protocol.samples)
+    if stream == "flow":
+        return flow_uniform_candidates(n, num=protocol.samples, stack=flow_channels)
+    raise DataError(f"stream {stream!r}: must be rgb or flow for protocol {protocol.name}")
+
+
+def video_rng(seed: int, video: str) -> random.Random:
+    """A generator for ``video`` that depends only on ``seed`` and the video name
+    (reproducible whatever the order or subset of videos evaluated)."""
+    return random.Random(f"matconv-port:{int(seed)}:{video}")
+
+
+def crop_boxes(crops: int, height: int, width: int, size: int = DEFAULT_CROP) -> list[tuple[int, int, int, int]]:
+    """The original ``'uniform'`` crop boxes, as 0-based ``(x, y, size, size)``."""
+    if crops == 0:
+        return []
+    if height < size or width < size:
+        raise DataError(f"frame {height}x{width} is smaller than the {size}x{size} crop")
+    ys = [1, height - size + 1]
+    xs = [1, width - size + 1]
+    cy = ys[1] // 2 + 1
+    cx = xs[1] // 2 + 1
+    if crops == 10:
+        corners = [(y, x) for y in ys for x in xs]
+    elif crops == 6:
+        corners = [(cy, x) for x in xs]
+    elif crops == 2:
+        corners = []
+    else:
+        raise DataError(f"{crops} crops: only 10, 6 or 2")
+    return [(x - 1, y - 1, size, size) for (y, x) in corners + [(cy, cx)]]
+
+
+def plan_video(
+    protocol: Protocol,
+    video: str,
+    label: int,
+    n: int,
+    *,
+    stream: str = "fused",
+    seed: int = 0,
+    frame_size: tuple[int, int] = STORED_FRAME_SIZE,
+    crop_size: int = DEFAULT_CROP,
+    flow_channels: int = 20,
+) -> VideoPlan:
+    """The clips fed for one video of ``n`` RGB frames.
+
+    ``stream`` is ``fused`` for fused protocols, ``rgb`` or ``flow`` for single-stream
+    ones. Raises :class:`DataError` naming the video when it is too short.
+    """
+    if protocol.kind == "fused":
+        stream = "fused"
+    elif stream not in ("rgb", "flow"):
+        raise DataError(f"protocol {protocol.name} needs --stream rgb or flow")
+    if protocol.crops == 2 and stream == "flow":
+        raise DataError("protocol crops2 is RGB only (the original flow code allows 10 or 6 crops)")
+    try:
+        cand = candidates_for(protocol, stream, n, flow_channels)
+    except TooShortError as exc:
+        raise DataError(f"video {video}: too short for protocol {protocol.name} ({exc})") from None
+    start = cand.starts[0] if cand.deterministic else video_rng(seed, video).choice(cand.starts)
+    samples = cand.window(start)
+    with_flow = stream in ("fused", "flow")
+
+    def stacks(frames: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(flow_stack(f, flow_channels)) for f in frames) if with_flow else ()
+
+    clips: list[Clip] = []
+    if protocol.kind == "fused":
+        L = protocol.clip_len
+        S = len(samples)
+        if protocol.grouping == "strided":
+            rows = 2 * S // L  # reshape(entries, [], L): column-major, clip = row
+            for c in range(rows):
+                entries = [c + rows * j for j in range(L)]
+                flips = {e % 2 for e in entries}
+                if len(flips) != 1:
+                    raise DataError(f"protocol {protocol.name}: a clip would mix flipped and unflipped frames")
+                frames = tuple(samples[e // 2] for e in entries)
+                clips.append(Clip(frames, stacks(frames), bool(flips.pop()), None))
+        else:
+            for b in range(S // L):
+                frames = tuple(samples[b * L:(b + 1) * L])
+                for flip in (False, True):
+                    clips.append(Clip(frames, stacks(frames), flip, None))
+    else:
+        boxes: list[tuple[int, int, int, int] | None]
+        boxes = list(crop_boxes(protocol.crops, *frame_size, size=crop_size)) if protocol.crops else [None]
+        for f in samples:
+            st = stacks((f,))
+            for box in boxes:
+                for flip in (False, True):
+                    clips.append(Clip((f,), st, flip, box))
+    return VideoPlan(video, int(label), int(n), tuple(clips))
+
+
+def plan_to_dict(plan: VideoPlan) -> dict:
+    """The ``--plan-only`` JSON object of one video."""
+    return {
+        "video": plan.video,
+        "label": plan.label,
+        "num_frames": plan.num_frames,
+        "clips": [
+            {
+                "frames": list(c.frames),
+                "flow": [list(s) for s in c.flow],
+                "flip": c.flip,
+                "crop": list(c.crop) if c.crop is not None else None,
+            }
+            for c in plan.clips
+        ],
+    }
+
+
+def write_plan_jsonl(plans: Iterable[VideoPlan], path: str) -> int:
+    """Write one JSON object per line to ``path`` atomically; returns the count."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".jsonl", dir=folder)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for p in plans:
+                f.write(json.dumps(plan_to_dict(p), separators=(",", ":")) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return count
