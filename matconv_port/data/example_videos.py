@@ -1,7 +1,7 @@
 """Small example videos written with OpenCV, for tests and demos of ``prepare``.
 
-:func:`write_moving_square_video` draws a bright square moving with a constant
-velocity over a static textured background and encodes it with
+:func:`write_moving_square_video` draws a bright textured square moving with a
+constant velocity over a static darker texture and encodes it with
 ``cv2.VideoWriter`` (``MJPG`` in ``.avi``, ``mp4v`` in ``.mp4``). The textured
 background keeps optical flow well-posed; the square's motion is what a test checks
 (u > 128 where it moves right, v > 128 where it moves down).
@@ -18,6 +18,33 @@ from matconv_port.errors import DataError
 CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 
 
+def square_frames(
+    positions: list[tuple[float, float]],
+    width: int = 160,
+    height: int = 120,
+    square: int = 30,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """BGR ``uint8`` frames showing a bright textured square (grey 170..255) with its
+    top-left corner at ``positions[k] = (x, y)`` (rounded) in frame ``k``, over a fixed
+    darker texture (grey 40..110). Both are textured so that flow is well-posed
+    everywhere (a uniform square has no measurable motion inside it)."""
+    rng = np.random.default_rng(seed)
+    tex = rng.integers(40, 110, size=(height // 8 + 1, width // 8 + 1), dtype=np.uint8)
+    bg = cv2.resize(tex, (width, height), interpolation=cv2.INTER_CUBIC)
+    patch = rng.integers(170, 256, size=(square // 5 + 1, square // 5 + 1), dtype=np.uint8)
+    patch = np.clip(cv2.resize(patch, (square, square), interpolation=cv2.INTER_LINEAR), 170, 255)
+    out = []
+    for x, y in positions:
+        img = bg.copy()
+        x, y = int(round(x)), int(round(y))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + square, width), min(y + square, height)
+        if x1 > x0 and y1 > y0:
+            img[y0:y1, x0:x1] = patch[y0 - y:y1 - y, x0 - x:x1 - x]
+        out.append(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    return out
+
+
 def moving_square_frames(
     frames: int = 12,
     width: int = 160,
@@ -26,20 +53,11 @@ def moving_square_frames(
     square: int = 30,
     seed: int = 0,
 ) -> list[np.ndarray]:
-    """BGR ``uint8`` frames of a white square moving ``velocity = (dx, dy)`` px per frame
-    (y down) from the frame centre, over a fixed random grey texture."""
-    rng = np.random.default_rng(seed)
-    tex = rng.integers(40, 110, size=(height // 8 + 1, width // 8 + 1), dtype=np.uint8)
-    bg = cv2.resize(tex, (width, height), interpolation=cv2.INTER_CUBIC)
-    bg = cv2.cvtColor(bg, cv2.COLOR_GRAY2BGR)
-    out = []
-    for k in range(frames):
-        img = bg.copy()
-        x = int(round(width / 2 - square / 2 + k * velocity[0] - (frames - 1) * velocity[0] / 2))
-        y = int(round(height / 2 - square / 2 + k * velocity[1] - (frames - 1) * velocity[1] / 2))
-        cv2.rectangle(img, (x, y), (x + square - 1, y + square - 1), (235, 235, 235), -1)
-        out.append(img)
-    return out
+    """Frames of a square moving ``velocity = (dx, dy)`` px per frame (y down), its path
+    centred on the frame centre (see :func:`square_frames`)."""
+    cx, cy = width / 2 - square / 2, height / 2 - square / 2
+    pos = [(cx + (k - (frames - 1) / 2) * velocity[0], cy + (k - (frames - 1) / 2) * velocity[1]) for k in range(frames)]
+    return square_frames(pos, width, height, square, seed)
 
 
 def write_video(path: str | Path, images: list[np.ndarray], fps: float = 25.0) -> Path:
