@@ -30,3 +30,21 @@ def run_guarded(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+def parse_csv(value: str | None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; None/empty -> None."""
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_size(value: str | None) -> list[int] | None:
+    """``"224,224"`` or ``"224x224"`` -> ``[224, 224]``."""
+    if not value:
+        return None
+    parts = value.replace("x", ",").split(",")
+    try:
+        return [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise MatConvPortError(f"--input-size {value!r}: expected H,W") from None

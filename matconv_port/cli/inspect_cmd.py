@@ -1,12 +1,34 @@
-"""`matconv-port inspect` (not implemented yet)."""
+"""``matconv-port inspect MODEL.mat|OUT.pt``."""
 from __future__ import annotations
 
 import click
 
-from matconv_port.cli._common import fail
+from matconv_port.cli._common import parse_size
 
 
-@click.command("inspect", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def command() -> None:
-    """Not yet available in this version."""
-    fail("matconv-port inspect: not yet implemented")
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--input-size", metavar="H,W", help="Input size for the output-size column (default: the net's meta).")
+@click.option("--custom-layers", "custom_layers", multiple=True, type=click.Path(dir_okay=False), metavar="FILE.py",
+              help="Python file registering implementations of non-standard layer types.")
+def command(model: str, input_size: str | None, custom_layers: tuple[str, ...]) -> None:
+    """Print the network as a table (layer, type, inputs -> outputs, parameter
+    shapes, output size) and its meta, like MatConvNet's net.print()."""
+    from matconv_port.inspect_model import describe
+    from matconv_port.layers.registry import load_custom_layers
+    from matconv_port.loading import load_model
+
+    for path in custom_layers:
+        load_custom_layers(path)
+    net = load_model(model, warn=lambda m: click.echo(m, err=True))
+    for line in describe(net, parse_size(input_size)):
+        click.echo(line)
+    try:
+        from matconv_port.fusion import describe_fusion
+    except ImportError:
+        return
+    extra = describe_fusion(net)
+    if extra:
+        click.echo("")
+        for line in extra:
+            click.echo(line)

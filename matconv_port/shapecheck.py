@@ -1,0 +1,126 @@
+"""Shape inference without computation (PyTorch ``meta`` tensors).
+
+Used to shape-check every layer while converting (a wrong network is never written
+silently) and by ``inspect`` to print each var's size. Sizes are reported the
+MatConvNet way, ``H x W x C x N``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from matconv_port.errors import MatConvPortError, ShapeError
+from matconv_port.layers.base import ForwardContext
+
+#: tried in turn when the file states no input size (fully-connected heads need one)
+CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
+
+
+def _meta_size(meta: dict) -> list[int] | None:
+    """``[H, W, (C)]`` from ``meta.normalization.imageSize`` or ``meta.inputSize``."""
+    candidates = []
+    norm = meta.get("normalization") if isinstance(meta, dict) else None
+    if isinstance(norm, dict):
+        candidates.append(norm.get("imageSize"))
+    if isinstance(meta, dict):
+        candidates.append(meta.get("inputSize"))
+    for value in candidates:
+        if value is None:
+            continue
+        try:
+            arr = [int(round(float(v))) for v in np.asarray(value, dtype=float).ravel()]
+        except (TypeError, ValueError):
+            continue
+        if len(arr) == 1 and arr[0] > 0:
+            return [arr[0], arr[0]]
+        if len(arr) >= 2 and arr[0] > 0 and arr[1] > 0:
+            return arr[:3]
+    return None
+
+
+def input_channels(model, var: str) -> int | None:
+    """Channels an input var must have, read from the first layer that consumes it."""
+    for li in model.execution_order:
+        lspec = model.layer_specs[li]
+        if var not in lspec.inputs:
+            continue
+        if lspec.params and lspec.inputs[0] == var:
+            w = model.param(lspec.params[0])
+            if lspec.type in ("dagnn.Conv", "dagnn.Conv3D"):
+                return int(w.shape[1])
+            if lspec.type == "dagnn.ConvTranspose":
+                return int(w.shape[0])
+            if lspec.type == "dagnn.BatchNorm":
+                return int(w.numel())
+        return None
+    return None
+
+
+def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: int = 1) -> dict[str, tuple[int, int, int, int]]:
+    """N x C x H x W shapes for the data inputs: size from ``size`` or ``meta``;
+    channels from the consuming layer (else meta's 3rd size, else 1)."""
+    hw = list(size) if size else _meta_size(model.meta)
+    frames = model.frames_per_clip or 1
+    shapes = {}
+    for v in model.input_vars:
+        c = input_channels(model, v)
+        if c is None:
+            c = int(hw[2]) if hw and len(hw) > 2 else 1
+        h, w = (int(hw[0]), int(hw[1])) if hw else (CANDIDATE_SIZES[0], CANDIDATE_SIZES[0])
+        shapes[v] = (num_videos * frames, c, h, w)
+    return shapes
+
+
+def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1) -> dict[str, tuple]:
+    """Run the net on ``meta`` tensors: every var's N x C x H x W shape. Layer failures
+    raise :class:`ShapeError` naming the layer."""
+    params = {key: torch.empty(p.shape, dtype=p.dtype, device="meta") for key, p in model.params.items()}
+    values = {name: torch.empty(shape, dtype=model.dtype, device="meta") for name, shape in input_shapes.items()}
+    ctx = ForwardContext(num_videos=num_videos, training=False, lrn_mode="exact")
+    for li in model.execution_order:
+        lspec = model.layer_specs[li]
+        if any(v not in values for v in lspec.inputs):
+            continue
+        module = model.layers[li]
+        try:
+            outs = module([values[v] for v in lspec.inputs], [params[k] for k in model._layer_param_keys[li]], ctx)
+        except MatConvPortError as exc:
+            raise ShapeError(str(exc)) from None
+        except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
+            shapes = ", ".join(f"{v} {mcn_size(values[v].shape)}" for v in lspec.inputs)
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {shapes} (HxWxCxN): {msg}") from None
+        for name, t in zip(lspec.outputs, outs):
+            values[name] = t
+    return {k: tuple(v.shape) for k, v in values.items()}
+
+
+def mcn_size(shape: Sequence[int]) -> str:
+    """N x C x H x W -> MatConvNet's ``HxWxCxN`` text."""
+    if len(shape) != 4:
+        return "x".join(str(s) for s in shape)
+    n, c, h, w = shape
+    return f"{h}x{w}x{c}x{n}"
+
+
+def check_shapes(model, size: Sequence[int] | None = None) -> dict[str, tuple]:
+    """Shape-check every layer on a one-video input. With no size given or stated
+    in ``meta``, common sizes are tried (a net with fully-connected layers needs
+    one); the first error is reported if none fits."""
+    if not model.input_vars:
+        return {}
+    stated = list(size) if size else _meta_size(model.meta)
+    tries = [stated] if stated else [[s, s] for s in CANDIDATE_SIZES]
+    first_error: ShapeError | None = None
+    for hw in tries:
+        try:
+            return infer_var_shapes(model, default_input_shapes(model, hw), num_videos=1)
+        except ShapeError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    if stated:
+        raise first_error
+    raise ShapeError(f"{first_error} (the file states no input size; none of {list(CANDIDATE_SIZES)} fits: "
+                     f"give one with --input-size H,W)")
