@@ -126,7 +126,7 @@ def test_exact_mode_is_the_formula_not_the_approximation(case):
 
 
 def _raw_cases():
-    d = sio.loadmat(str(GENERATED / "vl_nnnormalize_cases.mat"))
+    d = sio.loadmat(str(GENERATED / "raw" / "vl_nnnormalize_cases.mat"))
     n = d["x"].shape[1]
     return [
         (d["param"][0, i].ravel(), d["x"][0, i], d["y"][0, i], d["y_exact"][0, i])
