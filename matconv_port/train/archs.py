@@ -1,0 +1,337 @@
+"""Nets to train, as :class:`~matconv_port.netspec.NetSpec` (params in MatConvNet layout).
+
+* :func:`vgg16` / :func:`demo`: built from scratch, DagNN-style (vars ``input``,
+  ``x1``...; params ``<layer>f``/``<layer>b``; filters ``H x W x Cin x Cout``, biases
+  ``1 x Cout``), ending like the original single-stream scripts leave a net: the
+  classifier, a ``softmaxlog`` loss (output ``objective``, label var ``label``), then
+  ``top1error``/``top5error``. Layer names follow VGG-16's (``conv5_3``, ``relu5_3``,
+  ``pool5``, ``fc6``...) so the fusion surgery finds its layers in both.
+* :func:`init_from_imagenet`: what ``cnn_ucf101_spatial.m``/``_temporal.m`` do to an
+  ImageNet model (classifier replacement, cross-modality conv1 for flow, dropout,
+  losses, ``setLrWd``).
+* :func:`prepare_fused`: what ``cnn_ucf101_fusion.m`` does after the surgery
+  (dropout rate, ``setLrWd``, error layers).
+
+Initialisation of new filters: ``randn * sqrt(2 / (H*W*Cin))`` (MatConvNet's
+``xavierimproved``), biases 0; replaced classifiers ``0.01 * randn`` as the scripts.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from matconv_port.errors import ModelFormatError
+from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec
+
+LR_WD_FILTERS = (1.0, 1.0)
+LR_WD_BIASES = (2.0, 0.0)
+LR_WD_BNORM = ((2.0, 0.0), (1.0, 0.0), (0.05, 0.0))
+IMAGENET_CLASSES = 1000
+
+
+class _Builder:
+    """Appends layers to a chain, naming vars ``x1``, ``x2``... after ``input``."""
+
+    def __init__(self, rng: np.random.Generator, channels: int):
+        self.rng = rng
+        self.layers: list[LayerSpec] = []
+        self.params: dict[str, ParamSpec] = {}
+        self.var = "input"
+        self.n = 0
+        self.channels = channels
+
+    def _next(self) -> str:
+        self.n += 1
+        return f"x{self.n}"
+
+    def add(self, name: str, type_: str, block: dict, params: list[str] | None = None) -> None:
+        out = self._next()
+        self.layers.append(LayerSpec(name, type_, [self.var], [out], list(params or []), block))
+        self.var = out
+
+    def conv(self, name: str, k: int | tuple[int, int], cout: int, pad: int = 0, stride: int = 1, std: float | None = None) -> None:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        cin = self.channels
+        std = std if std is not None else float(np.sqrt(2.0 / (kh * kw * cin)))
+        w = (self.rng.standard_normal((kh, kw, cin, cout)) * std).astype(np.float32)
+        b = np.zeros((1, cout), np.float32)
+        self.params[name + "f"] = ParamSpec(name + "f", w, *LR_WD_FILTERS)
+        self.params[name + "b"] = ParamSpec(name + "b", b, *LR_WD_BIASES)
+        self.add(name, "dagnn.Conv", {"size": [kh, kw, cin, cout], "pad": [pad] * 4, "stride": [stride, stride],
+                                      "hasBias": True}, [name + "f", name + "b"])
+        self.channels = cout
+
+    def relu(self, name: str) -> None:
+        self.add(name, "dagnn.ReLU", {"leak": 0.0})
+
+    def pool(self, name: str, size: int = 2, stride: int = 2) -> None:
+        self.add(name, "dagnn.Pooling", {"method": "max", "poolSize": [size, size], "pad": [0, 0, 0, 0],
+                                         "stride": [stride, stride]})
+
+    def dropout(self, name: str, rate: float) -> None:
+        if rate > 0:
+            self.add(name, "dagnn.DropOut", {"rate": float(rate)})
+
+    def finish(self, meta: dict) -> NetSpec:
+        pred = self.var
+        self.layers.append(LayerSpec("loss", "dagnn.Loss", [pred, "label"], ["objective"], [], {"loss": "softmaxlog"}))
+        _add_error_layers(self.layers, pred)
+        spec = NetSpec(layers=self.layers, params=self.params, meta=meta, source_format="dagnn")
+        spec.rebuild_vars()
+        return spec
+
+
+def _add_error_layers(layers: list[LayerSpec], pred: str, suffix: str = "") -> None:
+    layers.append(LayerSpec("top1error" + suffix, "dagnn.Loss", [pred, "label"], ["top1error" + suffix], [],
+                            {"loss": "classerror"}))
+    layers.append(LayerSpec("top5error" + suffix, "dagnn.Loss", [pred, "label"], ["top5error" + suffix], [],
+                            {"loss": "topkerror", "opts": ["topK", 5]}))
+
+
+def stream_meta(stream: str, image_size: tuple[int, int], classes: list[str]) -> dict:
+    """``net.meta`` of a single stream: normalisation (per-channel mean: ImageNet's RGB
+    mean for ``rgb``, 128 for the 20 flow channels) and class names."""
+    if stream == "flow":
+        channels, mean = 20, np.full((1, 1, 20), 128.0, np.float32)
+    elif stream == "rgb":
+        channels, mean = 3, np.array([122.7717, 115.9465, 102.9801], np.float32).reshape(1, 1, 3)
+    else:
+        raise ValueError(f"stream must be rgb or flow, not {stream!r}")
+    h, w = image_size
+    return {"normalization": {"imageSize": [float(h), float(w), float(channels)], "averageImage": mean,
+                              "border": [float(256 - h), float(256 - w)], "interpolation": "bilinear",
+                              "keepAspect": True},
+            "classes": {"name": list(classes), "description": list(classes)}}
+
+
+def _channels(stream: str) -> int:
+    return 20 if stream == "flow" else 3
+
+
+def vgg16(num_classes: int, stream: str = "rgb", classes: list[str] | None = None, dropout: float = 0.5,
+          seed: int = 0, image_size: tuple[int, int] = (224, 224)) -> NetSpec:
+    """VGG-16 (``imagenet-vgg-verydeep-16`` layout) for ``stream`` (3 or 20 input channels),
+    randomly initialised, with ``num_classes`` outputs; dropout after relu6 and relu7."""
+    rng = np.random.default_rng(seed)
+    b = _Builder(rng, _channels(stream))
+    cfg = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
+    for block, reps, width in cfg:
+        for r in range(1, reps + 1):
+            b.conv(f"conv{block}_{r}", 3, width, pad=1)
+            b.relu(f"relu{block}_{r}")
+        b.pool(f"pool{block}")
+    side = image_size[0] // 32
+    b.conv("fc6", side, 4096)
+    b.relu("relu6")
+    b.dropout("drop6", dropout)
+    b.conv("fc7", 1, 4096)
+    b.relu("relu7")
+    b.dropout("drop7", dropout)
+    b.conv("fc8", 1, num_classes, std=0.01)
+    return b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)]))
+
+
+DEMO_IMAGE_SIZE = (48, 48)
+DEMO_WIDTHS = (16, 32, 64, 128)
+
+
+def demo(num_classes: int, stream: str = "rgb", classes: list[str] | None = None, dropout: float = 0.5,
+         seed: int = 0, image_size: tuple[int, int] = DEMO_IMAGE_SIZE, widths: tuple[int, ...] = DEMO_WIDTHS) -> NetSpec:
+    """A small VGG-like net for the bundled synthetic data (48 x 48 crops of 64 x 80 frames):
+    ``conv1_1 relu1_1 pool1 conv2_1 relu2_1 pool2 conv5_3 relu5_3 pool5 fc6 relu6 drop6 fc8``
+    (3x3 convs, pad 1; 2x2 max pools; ``fc6`` covers the pool5 map), so the fusion
+    surgery's defaults (``relu5_3``, ``pool5``) apply to it."""
+    rng = np.random.default_rng(seed)
+    b = _Builder(rng, _channels(stream))
+    c1, c2, c3, c4 = widths
+    b.conv("conv1_1", 3, c1, pad=1)
+    b.relu("relu1_1")
+    b.pool("pool1")
+    b.conv("conv2_1", 3, c2, pad=1)
+    b.relu("relu2_1")
+    b.pool("pool2")
+    b.conv("conv5_3", 3, c3, pad=1)
+    b.relu("relu5_3")
+    b.pool("pool5")
+    b.conv("fc6", (image_size[0] // 8, image_size[1] // 8), c4)
+    b.relu("relu6")
+    b.dropout("drop6", dropout)
+    b.conv("fc8", 1, num_classes, std=0.01)
+    return b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)]))
+
+
+ARCHS = {"demo": demo, "vgg16": vgg16}
+
+
+# ----------------------------------------------------------------------------- surgery helpers
+def set_lr_wd(spec: NetSpec) -> None:
+    """``dagnn.DagNN.setLrWd`` defaults: every layer's 1st param lr 1 wd 1, 2nd lr 2 wd 0;
+    BatchNorm multipliers lr 2 wd 0, biases lr 1 wd 0, moments lr 0.05 wd 0."""
+    for layer in spec.layers:
+        for slot, pname in enumerate(layer.params):
+            p = spec.params.get(pname)
+            if p is None:
+                continue
+            if layer.type == "dagnn.BatchNorm":
+                if slot < 3:
+                    p.learning_rate, p.weight_decay = LR_WD_BNORM[slot]
+                    p.value = np.squeeze(np.asarray(p.value)) if slot < 2 else p.value
+            elif slot == 0:
+                p.learning_rate, p.weight_decay = LR_WD_FILTERS
+            elif slot == 1:
+                p.learning_rate, p.weight_decay = LR_WD_BIASES
+
+
+def set_dropout(spec: NetSpec, rate: float) -> None:
+    """Set every DropOut layer's rate (``block.rate``)."""
+    for layer in spec.layers:
+        if layer.type == "dagnn.DropOut":
+            layer.block["rate"] = float(rate)
+
+
+def remove_layers(spec: NetSpec, names: set[str]) -> None:
+    """Remove layers, reconnecting readers of a removed single-input layer to its input
+    (as ``removeLayer`` does for element-wise layers)."""
+    for layer in [l for l in spec.layers if l.name in names]:
+        if len(layer.inputs) == 1 and len(layer.outputs) == 1:
+            src, dst = layer.inputs[0], layer.outputs[0]
+            for other in spec.layers:
+                other.inputs = [src if v == dst else v for v in other.inputs]
+        spec.layers.remove(layer)
+    spec.rebuild_vars()
+
+
+def _insert_after(spec: NetSpec, after: LayerSpec, new: LayerSpec) -> None:
+    """Insert ``new`` reading ``after``'s output; readers of that output now read ``new``'s."""
+    old = after.outputs[0]
+    for other in spec.layers:
+        if other is not after:
+            other.inputs = [new.outputs[0] if v == old else v for v in other.inputs]
+    new.inputs = [old]
+    spec.layers.insert(spec.layers.index(after) + 1, new)
+
+
+def _is_error_layer(layer: LayerSpec) -> bool:
+    return "err" in layer.name or (layer.type == "dagnn.Loss" and "err" in str(layer.block.get("loss", "")))
+
+
+def loss_layers(spec: NetSpec) -> list[LayerSpec]:
+    """Loss layers that are objectives (not error counters): what ``derOutputs`` lists."""
+    return [l for l in spec.layers if l.type == "dagnn.Loss" and not _is_error_layer(l)]
+
+
+def init_from_imagenet(spec: NetSpec, stream: str, num_classes: int, classes: list[str] | None = None,
+                       dropout: float = 0.5, seed: int = 0) -> NetSpec:
+    """Prepare an ImageNet model (SimpleNN VGG or DagNN ResNet, any NetSpec) as
+    ``cnn_ucf101_spatial.m`` (``stream="rgb"``) or ``cnn_ucf101_temporal.m`` (``"flow"``) do.
+
+    * Classifier: every param with a 1000-sized dimension is replaced, the 1000 becoming
+      ``num_classes``: filters (3+ dims) by ``0.01 * randn``, biases by zeros.
+    * Flow, cross-modality init: a SimpleNN net's conv1 filters are averaged over the 3
+      RGB channels and repeated over 20 (``repmat(mean(w,3), [1 1 20 1])``); a DagNN
+      net's first param is padded to 20 channels with ``padarray(..., 'symmetric', 'post')``
+      (RGBBGRRGB...), as the script does for each format. Mean: 128 per flow channel.
+    * Dropout at ``dropout``: existing DropOut layers get the rate (removed if 0);
+      otherwise SimpleNN nets get one after each of the two ReLUs before the classifier
+      (``replace_last_layer``), DagNN nets one after the last Pooling layer.
+    * SoftMax and ``*err*`` layers removed; a ``softmaxlog`` loss on the classifier if
+      none exists (``insertLossLayers``); ``top1error``/``top5error`` added;
+      ``setLrWd``; the first var renamed ``input``;
+      ``normalization.border = [256 256] - imageSize(1:2)``.
+    """
+    if stream not in ("rgb", "flow"):
+        raise ValueError(f"stream must be rgb or flow, not {stream!r}")
+    spec = spec.copy()
+    rng = np.random.default_rng(seed)
+    simplenn = spec.source_format == "simplenn"
+    norm = dict(spec.meta.get("normalization") or {})
+    image_size = [float(v) for v in np.asarray(norm.get("imageSize", [224, 224, 3]), dtype=float).ravel()]
+    # ---- classifier
+    replaced = []
+    for name, p in spec.params.items():
+        value = np.asarray(p.value)
+        if IMAGENET_CLASSES in value.shape:
+            shape = tuple(num_classes if s == IMAGENET_CLASSES else s for s in value.shape)
+            p.value = (0.01 * rng.standard_normal(shape)).astype(value.dtype) if value.ndim > 2 else np.zeros(shape, value.dtype)
+            replaced.append(name)
+    if not replaced:
+        raise ModelFormatError(f"{spec.source or 'model'}: no 1000-way ImageNet classifier to replace")
+    # ---- flow: cross-modality conv1
+    if stream == "flow" and (len(image_size) < 3 or image_size[2] == 3):
+        first = next((l for l in spec.layers if l.params), None)
+        pname = first.params[0] if simplenn and first is not None else next(iter(spec.params))
+        w = np.asarray(spec.params[pname].value)
+        if w.ndim < 3 or w.shape[2] != 3:
+            raise ModelFormatError(f"{spec.source or 'model'}: first filter {pname!r} is not H x W x 3 x C")
+        if simplenn:
+            w20 = np.repeat(w.mean(axis=2, keepdims=True, dtype=np.float64).astype(w.dtype), 20, axis=2)
+        else:
+            from matconv_port.eval.matlab import padarray_symmetric_post
+
+            w20 = w[:, :, padarray_symmetric_post(list(range(3)), 17)]
+        spec.params[pname].value = np.ascontiguousarray(w20)
+        image_size = image_size[:2] + [20.0]
+        norm["averageImage"] = np.full((1, 1, 20), 128.0, np.float32)
+    norm["imageSize"] = image_size
+    norm["border"] = [256.0 - image_size[0], 256.0 - image_size[1]]
+    spec.meta = dict(spec.meta)
+    spec.meta["normalization"] = norm
+    names = list(classes or [f"class{i + 1}" for i in range(num_classes)])
+    spec.meta["classes"] = {"name": names, "description": names}
+    # ---- softmax / error layers out
+    remove_layers(spec, {l.name for l in spec.layers if l.type == "dagnn.SoftMax" or _is_error_layer(l)})
+    classifier = next(l for l in reversed(spec.layers) if any(p in replaced for p in l.params))
+    # ---- dropout
+    drops = [l for l in spec.layers if l.type == "dagnn.DropOut"]
+    if drops:
+        if dropout > 0:
+            set_dropout(spec, dropout)
+        else:
+            remove_layers(spec, {l.name for l in drops})
+    elif dropout > 0:
+        if simplenn:
+            ci = spec.layers.index(classifier)
+            relus = [l for l in spec.layers[:ci] if l.type == "dagnn.ReLU"][-2:]
+            targets = relus
+        else:
+            targets = [l for l in spec.layers if l.type == "dagnn.Pooling"][-1:]
+        for t in targets:
+            _insert_after(spec, t, LayerSpec(f"drop_{t.name}", "dagnn.DropOut", [], [f"drop_{t.name}"], [],
+                                             {"rate": float(dropout)}))
+    # ---- losses
+    pred = classifier.outputs[0]
+    if not loss_layers(spec):
+        spec.layers.append(LayerSpec(f"loss_{classifier.name}", "dagnn.Loss", [pred, "label"],
+                                     [f"objective_{classifier.name}"], [], {"loss": "softmaxlog"}))
+    pred = loss_layers(spec)[-1].inputs[0]
+    _add_error_layers(spec.layers, pred)
+    set_lr_wd(spec)
+    spec.rebuild_vars()
+    first_var = spec.input_vars()[0] if spec.input_vars() else None
+    if first_var and first_var != "input":
+        _rename_var(spec, first_var, "input")
+    return spec
+
+
+def _rename_var(spec: NetSpec, old: str, new: str) -> None:
+    for layer in spec.layers:
+        layer.inputs = [new if v == old else v for v in layer.inputs]
+        layer.outputs = [new if v == old else v for v in layer.outputs]
+    for v in spec.vars:
+        if v.name == old:
+            v.name = new
+
+
+def prepare_fused(spec: NetSpec, dropout: float = 0.85) -> NetSpec:
+    """What ``cnn_ucf101_fusion.m`` does to the fused net before training: ``setLrWd``
+    (filters lr 1 wd 1, biases lr 2 wd 0), every DropOut's rate, ``*err*`` layers
+    replaced by a ``classerror`` layer per objective loss (``err1_<suffix>``)."""
+    spec = spec.copy()
+    set_lr_wd(spec)
+    set_dropout(spec, dropout)
+    remove_layers(spec, {l.name for l in spec.layers if _is_error_layer(l)})
+    for loss in loss_layers(spec):
+        suffix = loss.name[-8:]
+        spec.layers.append(LayerSpec(f"err1_{suffix}", "dagnn.Loss", list(loss.inputs), [f"error_{suffix}"], [],
+                                     {"loss": "classerror"}))
+    spec.rebuild_vars()
+    return spec
