@@ -134,9 +134,12 @@ def test_parallel_workers_and_classes_from_dirs(tmp_path):
     src = tmp_path / "classes"
     for cls, vel in (("Right", (3, 0)), ("Down", (0, 3))):
         for g in (1, 2, 3):
-            write_moving_square_video(src / cls / f"v_{cls}_g{g:02d}_c01.avi", velocity=vel, frames=4, seed=g)
+            write_moving_square_video(src / cls / f"v_{cls}_g{g:02d}_c01.avi", velocity=vel, frames=3, seed=g,
+                                      width=64, height=48)
     out = tmp_path / "d"
-    summary = prepare_videos(src, out, flow="dis", workers=2, progress=False, classes_from_dirs=True, test_fraction=0.34)
+    # workers=2: a spawn pool (each worker imports the package, ~2-3 s)
+    summary = prepare_videos(src, out, flow="dis", workers=2, progress=False, classes_from_dirs=True,
+                             test_fraction=0.34, short_side=None)
     assert len(summary.done) == 6 and not summary.failed
     splits = out / "splits"
     assert (splits / "classInd.txt").read_text() == "1 Down\n2 Right\n"

@@ -35,15 +35,16 @@ JPEG_QUALITY = 95
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         try:
-            tmp.unlink()
+            os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
@@ -110,6 +111,7 @@ class VideoOutput:
         self.quality = int(quality)
         self.num_frames = 0
         self.num_flows = 0
+        self._dirs = [os.fspath(d) for d in video_dirs(self.root, video)]
         marker = done_marker_path(self.root, video)
         if marker.exists():
             marker.unlink()
@@ -121,9 +123,9 @@ class VideoOutput:
     def add_frame(self, bgr: np.ndarray) -> Path:
         """Write the next RGB frame (BGR ``uint8``, as OpenCV decodes it)."""
         self.num_frames += 1
-        path = rgb_frame_path(self.root, self.video, self.num_frames)
+        path = os.path.join(self._dirs[0], FRAME_PATTERN.format(self.num_frames))
         write_jpeg(path, bgr, self.quality)
-        return path
+        return Path(path)
 
     def add_flow(self, flow: np.ndarray) -> None:
         """Write the next flow field (H x W x 2 float pixels, ``[..., 0] = u``, ``[..., 1] = v``)."""
@@ -132,8 +134,9 @@ class VideoOutput:
     def add_flow_gray(self, u: np.ndarray, v: np.ndarray) -> None:
         """Write the next flow field already encoded as ``uint8`` grey images."""
         self.num_flows += 1
-        write_jpeg(flow_frame_path(self.root, "u", self.video, self.num_flows), u, self.quality)
-        write_jpeg(flow_frame_path(self.root, "v", self.video, self.num_flows), v, self.quality)
+        name = FRAME_PATTERN.format(self.num_flows)
+        write_jpeg(os.path.join(self._dirs[1], name), u, self.quality)
+        write_jpeg(os.path.join(self._dirs[2], name), v, self.quality)
 
     def finish(self, **info: Any) -> Path:
         """Check the counts (n frames, n-1 flows) and write the done-marker (last)."""
