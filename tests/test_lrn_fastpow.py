@@ -258,3 +258,27 @@ def test_bad_arguments(kwargs):
 def test_rejects_non_4d():
     with pytest.raises(ValueError):
         lrn_matconvnet(torch.ones(3, 2, 2), 5, 1.0, 1e-4, 0.75)
+
+
+def test_fast_pow_gradient_is_matconvnet_style():
+    base = (torch.rand(50, dtype=torch.float64) * 10 + 0.1).requires_grad_(True)
+    z = fast_pow(base, -0.75)
+    z.sum().backward()
+    with torch.no_grad():
+        want = -0.75 * fast_pow(base, -0.75) / base
+    assert torch.equal(base.grad, want)
+    # values unchanged by the autograd path
+    assert torch.equal(z.detach(), fast_pow(base.detach(), -0.75))
+
+
+def test_fast_mode_gradient_close_to_exact_gradient():
+    x = (torch.randn(2, 7, 3, 4, dtype=torch.float64) * 2).requires_grad_(True)
+    g = torch.randn(2, 7, 3, 4, dtype=torch.float64)
+    (gf,) = torch.autograd.grad((lrn_matconvnet(x, 5, 1.0, 0.1, 0.75, mode="fast") * g).sum(), x)
+    (ge,) = torch.autograd.grad((lrn_matconvnet(x, 5, 1.0, 0.1, 0.75, mode="exact") * g).sum(), x)
+    rel = ((gf - ge).abs().max() / ge.abs().max()).item()
+    assert rel < 1e-2
+    # and the exact-mode gradient is the true one
+    assert torch.autograd.gradcheck(
+        lambda t: lrn_matconvnet(t, 4, 2.0, 0.3, 0.6, mode="exact"), (x[:1, :, :2, :2].detach().clone().requires_grad_(True),)
+    )

@@ -21,9 +21,16 @@ emulated here in ``mode="fast"``:
    (up to ~0.3% relative error). Only this ``pow`` is approximated.
 2. The window sum of squares is a RUNNING sum over channels: for
    ``t = -m2 .. C-1`` the accumulator gets ``+ x[t+m2]^2`` (while ``t+m2 < C``) and
-   ``- x[t-m1-1]^2`` (once ``t-m1-1 >= 0``); when both apply it adds the difference
-   ``x[t+m2]^2 - x[t-m1-1]^2``. Channel ``t``'s output uses the accumulator after the
-   update of step ``t``. The rounding of that running sum differs from a fresh sum.
+   ``- x[t-m1-1]^2`` (once ``t-m1-1 >= 0``); when both apply the compiled code
+   (``-ffast-math``) computes ``(acc + x[t+m2]^2) - x[t-m1-1]^2``. Channel ``t``'s
+   output uses the accumulator after the update of step ``t``. The rounding of that
+   running sum differs from a fresh sum; in float32 a channel much smaller than an
+   earlier one keeps the rounding residue of the large squares (the base can even go
+   negative, and MatConvNet's CPU output is then garbage: reproduced here too).
+
+The arithmetic was matched against the disassembled ``normalize_cpu.o`` of the
+reference build (g++ 12, -O2): ``mode="fast"`` reproduces every CPU LRN output of the
+project's fixtures bit for bit, in float32 and float64.
 
 The GPU implementation uses ``powf`` on a fresh window sum: ``mode="exact"`` is the
 formula above in the input's precision.
@@ -63,6 +70,23 @@ def lrn_window(depth: int) -> tuple[int, int]:
     return m1, depth - 1 - m1
 
 
+class _FastPow(torch.autograd.Function):
+    """``fast_pow`` with the derivative MatConvNet's CPU backward uses:
+    d/dz z^e = e * fast_pow(z, e) / z."""
+
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, exponent: float) -> torch.Tensor:  # type: ignore[override]
+        z = _fast_pow_values(base, exponent)
+        ctx.save_for_backward(base, z)
+        ctx.exponent = exponent
+        return z
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        base, z = ctx.saved_tensors
+        return grad * (ctx.exponent * z / base), None
+
+
 def fast_pow(base: torch.Tensor, exponent: float) -> torch.Tensor:
     """MatConvNet's CPU approximation of ``base ** exponent`` (elementwise).
 
@@ -71,18 +95,29 @@ def fast_pow(base: torch.Tensor, exponent: float) -> torch.Tensor:
 
     * ``ix = bits(base) - bits(1.0)``; ``fx = ix >> mantissa_bits`` (arithmetic
       shift: the unbiased exponent); ``mx`` = mantissa of ``base`` in ``[0, 1)``;
-    * ``t = exponent * (((fx + mx*plog1) + mx^2*plog2) + mx^3*plog3)`` (~ log2 times
-      exponent);
-    * ``rz = t - floor(t)``; ``tz = ((floor(t) + rz*pexp1) + rz^2*pexp2) + rz^3*pexp3``;
+    * ``t = exponent * (fx + mx*plog1 + mx^2*plog2 + mx^3*plog3)`` (~ log2 times
+      exponent), evaluated as GCC's fast-math compiled it:
+      ``exponent * ((fx + mx^2*plog2) + mx*(mx^2*plog3 + plog1))``;
+    * ``rz = t - floor(t)``; ``tz = floor(t) + rz*pexp1 + rz^2*pexp2 + rz^3*pexp3``,
+      compiled as ``rz*(rz^2*pexp3 + pexp1) + (rz^2*pexp2 + floor(t))``;
     * result bits = ``int(tz * 2^mantissa_bits)`` (C cast: truncation toward zero)
       ``+ bits(1.0)``.
 
     Meant for positive finite ``base`` (LRN's ``kappa + alpha*sum``); like the C code
     it gives meaningless values for zero, negative or non-finite bases.
-    Other floating dtypes are computed in float32 and cast back.
+    Other floating dtypes are computed in float32 and cast back. Differentiable: the
+    gradient is ``exponent * fast_pow(base, exponent) / base`` (the form MatConvNet's CPU
+    LRN backward uses).
     """
     if not torch.is_floating_point(base):
         raise TypeError(f"fast_pow needs a floating-point tensor, got {base.dtype}")
+    if base.requires_grad and torch.is_grad_enabled():
+        return _FastPow.apply(base, float(exponent))
+    return _fast_pow_values(base, exponent)
+
+
+def _fast_pow_values(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """The values of :func:`fast_pow` (no autograd)."""
     orig_dtype = base.dtype
     if orig_dtype not in _BITS:
         base = base.to(torch.float32)
@@ -157,8 +192,8 @@ def lrn_matconvnet(
     parameters rounded to the input's precision, the running window sum of
     ``normalize_cpu.cpp`` and :func:`fast_pow` (~0.3% from the exact formula).
     ``mode="exact"``: the formula with a fresh window sum and true ``pow``
-    (MatConvNet's GPU behaviour). Differentiable in ``exact`` mode (and through the
-    sum in ``fast`` mode; fast_pow itself has no useful gradient).
+    (MatConvNet's GPU behaviour). Differentiable in both modes (``fast``: through the
+    running sum and :func:`fast_pow`'s MatConvNet-style derivative).
     """
     if x.dim() != 4:
         raise ValueError(f"lrn_matconvnet expects an N x C x H x W tensor, got shape {tuple(x.shape)}")
