@@ -64,40 +64,38 @@ class Loss(MatConvNetLayer):
         self.threshold = _scalar(opts.get("threshold", 0), 0.0)
 
     # -------------------------------------------------------------- labels
-    def _labels(self, label: torch.Tensor, n_items: int, n_videos: int, frames: int, x: torch.Tensor) -> torch.Tensor:
-        """Categorical labels as an ``N x 1 x H x W`` tensor matching ``x``."""
-        label = label.to(x.device)
-        if label.dim() == 4:  # already per position (N x 1 x H x W)
-            return label.to(x.dtype)
-        flat = label.reshape(-1).to(x.dtype)
-        if flat.numel() == n_items:
-            per_item = flat
-        elif flat.numel() * frames == n_items:
-            per_item = flat.repeat_interleave(frames)
-        else:
-            raise ShapeError(f"layer {self.layer_name!r}: {flat.numel()} labels for {n_videos} videos x {frames} frames")
-        return per_item.view(-1, 1, 1, 1).expand(-1, 1, x.shape[2], x.shape[3])
+    def _labels(self, label: torch.Tensor, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """Labels shaped to broadcast against ``x`` (``N x 1|C x H x W``).
+
+        1-D labels hold one value per video (repeated for its ``frames`` items, frames
+        fastest, as ``dagnn.Loss`` does) or one per item; MatConvNet then repeats them
+        over the spatial positions (``vl_nnloss`` form 1). 4-D labels are used as given.
+        """
+        n = x.shape[0]
+        label = label.to(device=x.device, dtype=x.dtype)
+        if label.dim() == 4:
+            return label
+        flat = label.reshape(-1)
+        if flat.numel() * frames == n and frames > 1:
+            flat = flat.repeat_interleave(frames)
+        elif flat.numel() != n:
+            raise ShapeError(f"layer {self.layer_name!r}: {flat.numel()} labels for {n} items ({frames} frames per video)")
+        return flat.view(-1, 1, 1, 1).expand(-1, 1, x.shape[2], x.shape[3])
 
     def forward(self, inputs, params, ctx: ForwardContext):
         x, label = inputs[0], inputs[1]
         n = x.shape[0]
         videos = ctx.num_videos if ctx.num_videos and n % ctx.num_videos == 0 else n
         frames = n // videos
-        spatial = x.shape[2] > 1 or x.shape[3] > 1
-        if self.loss in BINARY:
-            c = label.to(device=x.device, dtype=x.dtype)
-            if c.dim() != 4:
-                c = c.reshape(-1, 1, 1, 1) if c.numel() == n else c.reshape(x.shape)
-            c = c.expand_as(x)
-            return [self._binary(x, c).reshape(1, 1, 1, 1)]
-        if "error" in self.loss and (spatial or frames > 1):
+        if "error" in self.loss and (x.shape[2] > 1 or x.shape[3] > 1 or frames > 1):
+            # average predictions over space and the frames of each video
             x = x.reshape(videos, frames, x.shape[1], -1).mean(dim=(1, 3)).reshape(videos, -1, 1, 1)
-            flat = label.reshape(-1)
-            if flat.numel() == n and frames > 1:
-                flat = flat[::frames]
-            c = self._labels(flat, videos, videos, 1, x)
-        else:
-            c = self._labels(label, n, videos, frames, x)
+            if label.dim() != 4 and label.numel() == n and frames > 1:
+                label = label.reshape(-1)[::frames]
+            frames = 1
+        c = self._labels(label, x, frames)
+        if self.loss in BINARY:
+            return [self._binary(x, c.expand_as(x)).reshape(1, 1, 1, 1)]
         return [self._categorical(x, c).reshape(1, 1, 1, 1)]
 
     # -------------------------------------------------------------- losses

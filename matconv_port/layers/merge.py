@@ -1,13 +1,16 @@
 """Layers that combine vars: ``dagnn.Concat``, ``dagnn.Sum``, ``dagnn.Scale``.
 
 Concat's ``dim`` is MATLAB's (1 = H, 2 = W, 3 = channels, 4 = items); inputs are
-joined in the order listed. Scale is ``bsxfun(@times, x, a) (+ b)`` where ``a``/``b``
+joined in the order listed. The paper's fork zero-pads inputs of different spatial
+sizes at the bottom/right (``padarray(x, pad, 'post')``) to the largest H and W
+before joining. Scale is ``bsxfun(@times, x, a) (+ b)`` where ``a``/``b``
 come from the params (``H x W x C`` maps broadcast against the activation) or, when
 the layer has no params, from its 2nd/3rd inputs.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
@@ -27,8 +30,13 @@ class Concat(MatConvNetLayer):
         self.dim = MATLAB_DIM_TO_TORCH[dim]
 
     def forward(self, inputs, params, ctx: ForwardContext):
+        inputs = list(inputs)
+        max_h = max(t.shape[2] for t in inputs)
+        max_w = max(t.shape[3] for t in inputs)
+        inputs = [t if (t.shape[2], t.shape[3]) == (max_h, max_w)
+                  else F.pad(t, (0, max_w - t.shape[3], 0, max_h - t.shape[2])) for t in inputs]
         try:
-            return [torch.cat(list(inputs), dim=self.dim)]
+            return [torch.cat(inputs, dim=self.dim)]
         except RuntimeError as exc:
             shapes = [tuple(t.shape) for t in inputs]
             raise ShapeError(f"layer {self.layer_name!r}: cannot concatenate inputs of shapes (NxCxHxW) {shapes}") from exc
