@@ -1,12 +1,78 @@
-"""`matconv-port eval` (not implemented yet)."""
+"""``matconv-port eval``: evaluate a model on UCF101/HMDB51 splits with the paper's
+protocols, or write the sampling plan only (``--plan-only``)."""
 from __future__ import annotations
+
+import json
+import os
 
 import click
 
-from matconv_port.cli._common import fail
+from matconv_port.errors import DataError
 
 
-@click.command("eval", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def command() -> None:
-    """Not yet available in this version."""
-    fail("matconv-port eval: not yet implemented")
+def _split_value(value: str) -> str:
+    if value not in ("1", "2", "3", "all"):
+        raise click.BadParameter("must be 1, 2, 3 or all")
+    return value
+
+
+@click.command("eval")
+@click.option("--split", "split", default="1", show_default=True, callback=lambda c, p, v: _split_value(v),
+              help="Test split 1, 2, 3, or 'all' (the three splits and their mean).")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="MatConvNet .mat model or a file written by 'matconv-port convert'.")
+@click.option("--data-root", required=True, type=click.Path(file_okay=False),
+              help="Dataset folder with jpegs_256/ and tvl1_flow/u|v/.")
+@click.option("--dataset", type=click.Choice(["ucf101", "hmdb51"]), default="ucf101", show_default=True)
+@click.option("--splits-dir", type=click.Path(file_okay=False), default=None,
+              help="Official split lists (default: DATA_ROOT/splits).")
+@click.option("--protocol", type=click.Choice(["fusion-paper", "fusion-consecutive", "dense25", "crops10", "crops6", "crops2"]),
+              default=None, help="Default: fusion-paper for fused nets, dense25 for single streams.")
+@click.option("--stream", type=click.Choice(["rgb", "flow"]), default=None,
+              help="Stream of a single-stream protocol (needed with --plan-only; checked against the model).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="eval_out", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Chooses among the windows the original may pick at random (long videos).")
+@click.option("--skip-missing", is_flag=True, help="Skip (and report) videos with missing/unreadable frames or too few frames.")
+@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes decoding JPEGs.")
+@click.option("--batch-clips", type=int, default=None, help="Clips per forward pass (default: 2 fused, 10 dense, 10/6/2 crops).")
+@click.option("--max-videos", type=int, default=None, hidden=True)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--plan-only", "plan_only", type=click.Path(dir_okay=False), default=None,
+              help="Write the sampling plan (JSON lines, one per test video) to this file and stop; no model needed.")
+def command(split, model_path, data_root, dataset, splits_dir, protocol, stream, out_dir, device, seed,
+            skip_missing, workers, batch_clips, max_videos, no_progress, plan_only) -> None:
+    """Evaluate MODEL on the test videos of a split and write summary.json,
+    per_class_accuracy.csv, confusion.png and scores.npz to --out (resumable)."""
+    from matconv_port.eval.plan import get_protocol, write_plan_jsonl
+    from matconv_port.eval.runner import EvalOptions, evaluate, plan_split
+    from matconv_port.eval.splits import read_split
+
+    if plan_only:
+        if protocol is None:
+            raise DataError("--plan-only needs --protocol")
+        if split == "all":
+            raise DataError("--plan-only needs one --split (1, 2 or 3)")
+        p = get_protocol(protocol)
+        if p.kind == "single" and stream is None:
+            raise DataError(f"--plan-only with protocol {protocol} needs --stream rgb or flow")
+        sp = read_split(dataset, splits_dir or os.path.join(data_root, "splits"), int(split))
+        plans, skipped = plan_split(sp, data_root, p, stream or "fused", seed, skip_missing,
+                                    frame_size=(256, 340), max_videos=max_videos)
+        n = write_plan_jsonl(plans, plan_only)
+        click.echo(f"wrote {n} video plans to {plan_only}")
+        for s in skipped:
+            click.echo(f"skipped {s['video']}: {s['reason']}", err=True)
+        return
+    if model_path is None:
+        raise DataError("--model is required (unless --plan-only)")
+    opts = EvalOptions(model_path=model_path, data_root=data_root, dataset=dataset, splits_dir=splits_dir,
+                       protocol=protocol, stream=stream, out_dir=out_dir, device=device, seed=seed,
+                       skip_missing=skip_missing, workers=workers, batch_clips=batch_clips,
+                       progress=not no_progress, max_videos=max_videos)
+    summary = evaluate(opts, split)
+    shown = {k: summary[k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos", "num_skipped", "protocol") if k in summary}
+    click.echo(json.dumps(shown))
+    if summary.get("num_skipped"):
+        click.echo(f"{summary['num_skipped']} videos skipped; see {os.path.join(out_dir, 'summary.json')}", err=True)
