@@ -207,13 +207,12 @@ class _Reader:
             return MatOpaque("object", "undecodable opaque object")
 
     def _function_info(self, pos: int, end: int) -> str:
+        """The handle's function name if its workspace struct shows one (best effort)."""
         try:
             _, inner, _ = self.element(pos)
-            if isinstance(inner, dict):
-                for key in ("function", "matlabroot", "file"):
-                    for v in _walk(inner):
-                        if isinstance(v, dict) and isinstance(v.get(key), str) and key == "function":
-                            return v[key]
+            for v in _walk(inner):
+                if isinstance(v, dict) and isinstance(v.get("function"), str):
+                    return v["function"]
         except Exception:  # tolerate anything: the handle itself is never used
             pass
         return "function handle"
