@@ -92,6 +92,7 @@ def _all_layer_cases():
     cases += list(_dagnn_lrn_cases(REFERENCE / "dagnn_misc_a.mat"))
     cases += list(_simplenn_lrn_cases(GENERATED / "simplenn_normalize.mat"))
     cases += list(_dagnn_lrn_cases(GENERATED / "dagnn_conv_concat_sum_scale.mat"))
+    cases += list(_dagnn_lrn_cases(GENERATED / "dagnn_from_simplenn.mat"))
     return cases
 
 
@@ -99,8 +100,8 @@ LAYER_CASES = _all_layer_cases()
 
 
 def test_fixture_inventory():
-    # 1 + 1 + 1 shared LRN layers, 6 in simplenn_normalize, 1 in the DagNN fixture
-    assert len(LAYER_CASES) == 10
+    # 1 + 1 + 1 shared LRN layers, 6 in simplenn_normalize, 1 in each of two DagNN fixtures
+    assert len(LAYER_CASES) == 11
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])
