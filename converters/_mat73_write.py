@@ -122,7 +122,8 @@ class _Writer73:
             self._empty(parent, name, cls, arr.shape)
             return
         stored = arr.astype(np.uint8) if cls == "logical" else arr
-        ds = parent.create_dataset(name, data=stored.transpose())
+        # C-order bytes of the reversed shape = MATLAB column-major bytes (no copy if F-contiguous)
+        ds = parent.create_dataset(name, data=np.ascontiguousarray(stored.transpose()))
         _set_class(ds, cls)
         if cls == "logical":
             ds.attrs.create("MATLAB_int_decode", np.int32(1))
