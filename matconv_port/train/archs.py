@@ -9,8 +9,6 @@
 * :func:`init_from_imagenet`: what ``cnn_ucf101_spatial.m``/``_temporal.m`` do to an
   ImageNet model (classifier replacement, cross-modality conv1 for flow, dropout,
   losses, ``setLrWd``).
-* :func:`prepare_fused`: what ``cnn_ucf101_fusion.m`` does after the surgery
-  (dropout rate, ``setLrWd``, error layers).
 
 Initialisation of new filters: ``randn * sqrt(2 / (H*W*Cin))`` (MatConvNet's
 ``xavierimproved``), biases 0; replaced classifiers ``0.01 * randn`` as the scripts.
@@ -103,6 +101,11 @@ def stream_meta(stream: str, image_size: tuple[int, int], classes: list[str]) ->
             "classes": {"name": list(classes), "description": list(classes)}}
 
 
+def _tag(spec: NetSpec, arch: str) -> NetSpec:
+    spec.meta["trainArch"] = arch  # lets `train fusion` pick the matching recipe
+    return spec
+
+
 def _channels(stream: str) -> int:
     return 20 if stream == "flow" else 3
 
@@ -127,7 +130,7 @@ def vgg16(num_classes: int, stream: str = "rgb", classes: list[str] | None = Non
     b.relu("relu7")
     b.dropout("drop7", dropout)
     b.conv("fc8", 1, num_classes, std=0.01)
-    return b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)]))
+    return _tag(b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)])), "vgg16")
 
 
 DEMO_IMAGE_SIZE = (48, 48)
@@ -156,7 +159,7 @@ def demo(num_classes: int, stream: str = "rgb", classes: list[str] | None = None
     b.relu("relu6")
     b.dropout("drop6", dropout)
     b.conv("fc8", 1, num_classes, std=0.01)
-    return b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)]))
+    return _tag(b.finish(stream_meta(stream, image_size, classes or [f"class{i + 1}" for i in range(num_classes)])), "demo")
 
 
 ARCHS = {"demo": demo, "vgg16": vgg16}
@@ -319,19 +322,3 @@ def _rename_var(spec: NetSpec, old: str, new: str) -> None:
     for v in spec.vars:
         if v.name == old:
             v.name = new
-
-
-def prepare_fused(spec: NetSpec, dropout: float = 0.85) -> NetSpec:
-    """What ``cnn_ucf101_fusion.m`` does to the fused net before training: ``setLrWd``
-    (filters lr 1 wd 1, biases lr 2 wd 0), every DropOut's rate, ``*err*`` layers
-    replaced by a ``classerror`` layer per objective loss (``err1_<suffix>``)."""
-    spec = spec.copy()
-    set_lr_wd(spec)
-    set_dropout(spec, dropout)
-    remove_layers(spec, {l.name for l in spec.layers if _is_error_layer(l)})
-    for loss in loss_layers(spec):
-        suffix = loss.name[-8:]
-        spec.layers.append(LayerSpec(f"err1_{suffix}", "dagnn.Loss", list(loss.inputs), [f"error_{suffix}"], [],
-                                     {"loss": "classerror"}))
-    spec.rebuild_vars()
-    return spec
