@@ -39,7 +39,8 @@ def _positive(value: int | None, option: str) -> None:
               "vars; matconvnet: keep only the layers these vars need).")
 @click.option("--frames", type=int, metavar="T", help="ONNX: frames per video, fixed in the graph "
               "(default: the model's frames per clip, or 1). The number of videos stays dynamic.")
-@click.option("--size", metavar="H,W", help="ONNX: input height and width (default: meta.normalization.imageSize).")
+@click.option("--size", metavar="H,W[,C]", help="Input height and width, and channels where the first layer does "
+              "not tell them (default: meta.normalization.imageSize).")
 @click.option("--dynamic-size", is_flag=True, help="ONNX: make height and width dynamic too (fully convolutional use).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset version.")
 @click.option("--exporter", default="auto", metavar="auto|dynamo|torchscript", show_default=True,
@@ -82,7 +83,7 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
         try:
             hw = parse_size(size)
         except MatConvPortError:
-            raise MatConvPortError(f"--size {size!r}: expected H,W") from None
+            raise MatConvPortError(f"--size {size!r}: expected H,W or H,W,C") from None
     for path in custom_layers:
         load_custom_layers(path)
 
@@ -91,7 +92,8 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
         from matconv_port.export.onnx_export import export_onnx
 
         rel = export_onnx(net, out, outputs=wanted, frames=frames, check=not no_check, size=hw,
-                          dynamic_size=dynamic_size, opset=opset, exporter=exporter)
+                          dynamic_size=dynamic_size, opset=opset, exporter=exporter,
+                          log=lambda m: click.echo(m, err=True))
         wrote = f"wrote {out} (ONNX opset {opset})"
         check = "no check" if no_check else f"onnxruntime vs PyTorch: max rel diff {rel:.3g}"
         click.echo(f"{wrote}; inputs {', '.join(net.input_vars)}; outputs {', '.join(wanted or net.prediction_vars)}; "

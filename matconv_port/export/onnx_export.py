@@ -30,7 +30,7 @@ import logging
 import os
 import tempfile
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -112,6 +112,8 @@ def _input_channels(model, var: str) -> int | None:
                     return int(shape[2]) if len(shape) > 2 else 1
                 if l.type == "dagnn.Conv3D" and shape is not None and l.inputs[0] == v:
                     return int(shape[3]) if len(shape) > 3 else 1
+                if l.type == "dagnn.ConvTranspose" and shape is not None and l.inputs[0] == v:
+                    return int(shape[3]) if len(shape) > 3 else 1
                 if l.type == "dagnn.BatchNorm" and shape is not None:
                     return int(np.prod(shape))
                 if l.type in passthrough:
@@ -129,27 +131,32 @@ def _image_size(model) -> list[int]:
 
 
 def onnx_input_shapes(model, inputs: Sequence[str], size: Sequence[int] | None = None) -> dict[str, tuple[int, int, int]]:
-    """``C x H x W`` of each graph input. ``H x W`` from ``size`` or
-    ``meta.normalization.imageSize(1:2)``; ``C`` from the first layer reading the var
-    (``imageSize(3)`` as a fallback for single-input nets)."""
+    """``C x H x W`` of each graph input. ``H x W`` from ``size`` (``[H, W]`` or
+    ``[H, W, C]``) or ``meta.normalization.imageSize(1:2)``; ``C`` from the first layer
+    reading the var (conv filter depth...), else ``size(3)`` or ``imageSize(3)``."""
     image = _image_size(model)
+    fallback_c = None
     if size is not None:
         hw = [int(s) for s in size]
-        if len(hw) != 2 or min(hw) < 1:
-            raise MatConvPortError(f"--size must be H,W (two positive integers), got {list(size)}")
+        if len(hw) not in (2, 3) or min(hw) < 1:
+            raise MatConvPortError(f"--size must be H,W or H,W,C (positive integers), got {list(size)}")
+        if len(hw) == 3:
+            fallback_c = hw[2]
+        hw = hw[:2]
     elif len(image) >= 2:
         hw = image[:2]
     else:
         raise MatConvPortError(
             f"{model.source or 'network'}: meta.normalization.imageSize is missing; give the input size (--size H,W)")
+    if fallback_c is None and len(image) >= 3 and len(inputs) == 1:
+        fallback_c = image[2]
     shapes = {}
     for v in inputs:
-        c = _input_channels(model, v)
-        if c is None and len(image) >= 3 and len(inputs) == 1:
-            c = image[2]
+        c = _input_channels(model, v) or fallback_c
         if c is None:
-            raise MatConvPortError(f"{model.source or 'network'}: cannot tell the number of channels of input {v!r}")
-        shapes[v] = (c, hw[0], hw[1])
+            raise MatConvPortError(f"{model.source or 'network'}: cannot tell the number of channels of input {v!r}; "
+                                   f"give it with --size H,W,C")
+        shapes[v] = (int(c), hw[0], hw[1])
     return shapes
 
 
@@ -245,6 +252,9 @@ def _export_torchscript(graph: OnnxGraph, example: tuple, path: str, frames: int
                       dynamic_axes=axes, dynamo=False, opset_version=min(opset, 17))
 
 
+_EXPORTERS = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+
+
 def _random_inputs(shapes: dict[str, tuple[int, int, int]], items: int, seed: int) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn((items,) + tuple(shapes[v]), generator=gen) for v in shapes]
@@ -282,16 +292,22 @@ def check_onnx(path: str, graph: OnnxGraph, shapes: dict[str, tuple[int, int, in
 
 def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: int | None = None,
                 check: bool = True, *, size: Sequence[int] | None = None, dynamic_size: bool = False,
-                opset: int = DEFAULT_OPSET, exporter: str = "auto", rtol: float = ONNX_RTOL) -> float:
+                opset: int = DEFAULT_OPSET, exporter: str = "auto", rtol: float = ONNX_RTOL,
+                log: Callable[[str], None] | None = None) -> float:
     """Export ``model`` (a :class:`~matconv_port.network.MatConvNetModel`) to the ONNX
     file ``path``; return the max relative difference between onnxruntime and PyTorch
     (``nan`` with ``check=False``).
 
     ``outputs``: var names (default ``model.prediction_vars``). ``frames``: frames per
     video, fixed in the graph (default ``model.frames_per_clip`` or 1); the number of
-    videos is dynamic. ``size``: input ``(H, W)`` (default
-    ``meta.normalization.imageSize``). ``exporter``: ``"dynamo"`` (torch.export based),
-    ``"torchscript"`` (the legacy tracer) or ``"auto"`` (dynamo, then torchscript).
+    videos is dynamic. ``size``: input ``(H, W)`` or ``(H, W, C)`` (default
+    ``meta.normalization.imageSize``; C is read from the first layer when it can be).
+    ``dynamic_size``: height and width dynamic too. ``exporter``: ``"dynamo"``
+    (torch.export based),
+    ``"torchscript"`` (the legacy tracer) or ``"auto"`` (dynamo, then torchscript; the
+    tracer first with ``dynamic_size``, as torch.export specialises sizes that reach 1;
+    never the tracer for nets with custom layers). ``log`` receives a note when ``auto``
+    had to fall back.
 
     Raises MatConvPortError (nothing written) for an unknown output var, a var that
     needs labels, a layer that cannot be exported, or a check beyond ``rtol``.
@@ -322,8 +338,14 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
     graph = OnnxGraph(net, inputs, outputs, frames, layers, lrn_mode="exact").eval()
     example = tuple(_random_inputs(shapes, 2 * frames, seed=1234))
     # a dry run in PyTorch first: shape problems are reported with the layer at fault
-    with torch.no_grad():
-        graph(*example)
+    try:
+        with torch.no_grad():
+            graph(*example)
+    except MatConvPortError:
+        raise
+    except Exception as exc:  # a custom layer's own error
+        raise MatConvPortError(f"{model.source or 'network'}: the net fails on a {2 * frames}-item input: "
+                               f"{_first_line(exc)}") from None
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -331,36 +353,50 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
     os.close(fd)
     try:
         errors = []
-        methods = {"auto": (_export_dynamo, _export_torchscript), "dynamo": (_export_dynamo,),
-                   "torchscript": (_export_torchscript,)}[exporter]
-        done = False
+        custom = _custom_layers(net, layers)
+        if exporter == "auto":
+            # torch.export specialises sizes that reach 1 (a 1x1 score map), so fully dynamic
+            # H x W goes through the tracer; a custom layer is never silently traced (the
+            # tracer would bake whatever its forward computes outside torch into constants)
+            if dynamic_size:
+                methods = ("torchscript",) if custom else ("torchscript", "dynamo")
+            else:
+                methods = ("dynamo",) if custom else ("dynamo", "torchscript")
+        else:
+            methods = (exporter,)
+        used = None
         for method in methods:
             try:
                 with _quiet(), torch.no_grad():
-                    method(graph, example, tmp, frames, dynamic_size, opset)
-                done = True
+                    _EXPORTERS[method](graph, example, tmp, frames, dynamic_size, opset)
+                used = method
                 break
             except MatConvPortError:
                 raise
             except Exception as exc:  # exporter failures come in many types
-                errors.append(_first_line(exc))
-        if not done:
-            custom = _custom_layers(net, layers)
+                errors.append(f"{method}: {_first_line(exc)}")
+        if used is None:
             culprit = f"layer(s) {', '.join(custom)} have no ONNX form" if custom else "the graph cannot be exported"
             raise MatConvPortError(f"{model.source or 'network'}: ONNX export failed: {culprit}: {errors[-1]}")
+        if errors and log is not None:
+            log(f"note: {errors[0]}; exported with the {used} exporter instead")
         rel = float("nan")
         if check:
             try:
-                rel = check_onnx(tmp, graph, shapes)
+                sizes = [shapes]
+                if dynamic_size:  # a second, larger input size
+                    sizes.append({v: (c, h + (h + 1) // 2, w + (w + 1) // 2) for v, (c, h, w) in shapes.items()})
+                rel = max(check_onnx(tmp, graph, sz) for sz in sizes)
             except MatConvPortError:
                 raise
             except Exception as exc:  # onnxruntime refused the graph
                 raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph: "
                                        f"{_first_line(exc)}") from None
             if not rel <= rtol:
+                hint = f" (custom layer(s) {', '.join(custom)} may have no faithful ONNX form)" if custom else ""
                 raise MatConvPortError(
                     f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
-                    f"(limit {rtol:g}); nothing written")
+                    f"(limit {rtol:g}){hint}; nothing written")
         os.replace(tmp, path)
         return rel
     finally:
