@@ -1,0 +1,114 @@
+"""The training loop: loss falls, resume reaches identical parameters, backprop depth,
+fused-net training with both heads, checkpoints loadable by load_model."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from matconv_port.data.synthetic import make_synthetic_dataset
+from matconv_port.network import MatConvNetModel
+from matconv_port.train.archs import demo
+from matconv_port.train.loop import TrainOptions, Trainer, find_last_checkpoint, trainable_param_names
+
+SIZE = (16, 16)
+WIDTHS = (4, 6, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    make_synthetic_dataset(str(root), num_classes=2, videos_per_class=4, frames=16, height=24, width=32, seed=3)
+    return str(root)
+
+
+def _net(stream, seed=0):
+    return MatConvNetModel(demo(2, stream, dropout=0.5, seed=seed, image_size=SIZE, widths=WIDTHS))
+
+
+def _opts(data_root, out, kind="flow", **kw):
+    base = dict(kind=kind, data_root=data_root, out=str(out), learning_rate=[0.02], epoch_factor=3, batch_size=4,
+                num_sub_batches=2, dropout=0.5, augmentation="borders25" if kind == "rgb" else "multiScaleRegular",
+                frames_per_clip=1, final_eval=False, progress=False, seed=7, device="cpu", validate=False)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_matconvnet_params()}
+
+
+def test_loss_falls(data_root, tmp_path):
+    stats = Trainer(_net("flow"), _opts(data_root, tmp_path, num_epochs=4, learning_rate=[0.05]), log=lambda s: None).fit()
+    objs = [r["loss"] for r in stats["train"]]
+    assert objs[-1] < objs[0]
+    assert os.path.exists(tmp_path / "stats.json") and os.path.exists(tmp_path / "net-train.png")
+    assert find_last_checkpoint(str(tmp_path)) == 4
+
+
+def test_resume_gives_identical_parameters(data_root, tmp_path):
+    a = _net("flow")
+    Trainer(a, _opts(data_root, tmp_path / "a", num_epochs=2, learning_rate=[0.02, 0.01], validate=True),
+            log=lambda s: None).fit()
+    b = _net("flow")
+    Trainer(b, _opts(data_root, tmp_path / "b", num_epochs=1, learning_rate=[0.02, 0.01], validate=True),
+            log=lambda s: None).fit()
+    after_one = _params(b)
+    logs = []
+    c = _net("flow")  # a fresh process: initial weights, then resume from net-epoch-1.pt
+    stats = Trainer(c, _opts(data_root, tmp_path / "b", num_epochs=2, learning_rate=[0.02, 0.01], validate=True),
+                    log=logs.append).fit()
+    assert any("resuming by loading epoch 1" in s for s in logs)
+    assert [r["epoch"] for r in stats["train"]] == [1, 2]
+    pa, pc = _params(a), _params(c)
+    assert any(not torch.equal(after_one[n], pc[n]) for n in pc)  # epoch 2 really trained
+    for n in pa:
+        assert torch.equal(pa[n], pc[n]), n
+    # --no-resume starts over
+    d = _net("flow")
+    logs = []
+    Trainer(d, _opts(data_root, tmp_path / "b", num_epochs=1, resume=False), log=logs.append).fit()
+    assert not any("resuming" in s for s in logs)
+
+
+def test_checkpoint_is_a_loadable_model(data_root, tmp_path):
+    from matconv_port import load_model
+
+    m = _net("rgb")
+    Trainer(m, _opts(data_root, tmp_path, kind="rgb", num_epochs=1), log=lambda s: None).fit()
+    for name in ("net-epoch-1.pt", "net-final.pt"):
+        loaded = load_model(str(tmp_path / name))
+        x = torch.randn(2, 3, *SIZE)
+        m.eval()
+        torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
+
+
+def test_backprop_depth_freezes_lower_layers(data_root, tmp_path):
+    m = _net("flow")
+    names = trainable_param_names(m, "relu5_3")
+    assert names == {"fc6f", "fc6b", "fc8f", "fc8b"}
+    before = _params(m)
+    Trainer(m, _opts(data_root, tmp_path, num_epochs=1, backprop_depth="relu5_3"), log=lambda s: None).fit()
+    after = _params(m)
+    for n in before:
+        assert torch.equal(before[n], after[n]) == (n not in names), n
+
+
+def test_fused_training_both_heads(data_root, tmp_path):
+    from matconv_port.fusion import FusionOptions, build_fused_netspec
+
+    a = demo(2, "rgb", seed=1, image_size=SIZE, widths=WIDTHS)
+    b = demo(2, "flow", seed=2, image_size=SIZE, widths=WIDTHS)
+    fused = MatConvNetModel(build_fused_netspec(a, b, FusionOptions(dropout_rate=0.5)))
+    before = _params(fused)
+    opts = _opts(data_root, tmp_path, kind="fusion", num_epochs=1, frames_per_clip=5, augmentation="noCtr",
+                 backprop_depth="relu5_3_spatial", batch_size=4, num_sub_batches=4, validate=True)
+    stats = Trainer(fused, opts, log=lambda s: None).fit()
+    row = stats["train"][0]
+    heads = [k for k in row if k.startswith("loss_") and "." not in k]
+    assert len(heads) == 2
+    assert "top1err" in stats["val"][0]
+    after = _params(fused)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert "conv3Df" in changed
+    assert not any(n.startswith(("conv1_1", "conv2_1", "conv5_3")) for n in changed)
