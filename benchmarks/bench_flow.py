@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
     pairs = _pairs(args.pairs)
+    load_before = os.getloadavg()
     res: dict = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "opencv": cv2.__version__,
                              "opencv_threads_default": cv2.getNumThreads(), "frame": "340x256 grey uint8"}}
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -152,6 +153,7 @@ def main() -> None:
         cv2.setNumThreads(default_threads)
         res["tvl1_process_scaling"] = bench_process_scaling(args.pairs, os.cpu_count() or 1)
         res["end_to_end"] = [bench_end_to_end(tmp, args.e2e_frames, m, w, 2) for m in ("dis", "tvl1") for w in (1, 2)]
+    res["machine"]["loadavg_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     one = res["threads_1"]
     res["ucf101_projection_hours"] = {
         m: {
