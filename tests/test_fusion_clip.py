@@ -125,3 +125,25 @@ def test_describe_fusion(raw, clip_model):
     assert counts["total"] == spatial + temporal + counts["fusion"]
     assert f"{counts['total']:,}" in text
     assert describe_fusion(clip_model.net.to_netspec()) == lines
+
+
+def test_full_size_vgg16_parameter_counts():
+    """Shapes-only full-size nets: VGG-16 has the well-known 138,357,544 parameters
+    (1000 classes); the paper's fusion adds a 3x3x3x1024x512 Conv3D."""
+    from matconv_port.fusion import FusionOptions, build_fused_netspec
+    from matconv_port.fusion.describe import param_table
+    from matconv_port.fusion.vgg import vgg16_stream_netspec
+
+    assert count_params(vgg16_stream_netspec(3, 1000, values="shape"))["total"] == 138_357_544
+    a, b = vgg16_stream_netspec(3, 101, values="shape"), vgg16_stream_netspec(20, 101, values="shape")
+    fused = build_fused_netspec(a, b, FusionOptions())
+    assert fused.params["conv3Df"].value.shape == (3, 3, 3, 1024, 512)
+    c = count_params(fused)
+    assert c["fusion"] == 3 * 3 * 3 * 1024 * 512 + 512
+    assert c["spatial"] == count_params(a)["total"] and c["temporal"] == count_params(b)["total"]
+    rows = dict(param_table())
+    late = rows["late fusion (prediction layer: both full towers, scores averaged)"]["total"]
+    conv = rows["conv fusion at relu5_3 (1x1 2-D conv), fused-from tower cut"]["total"]
+    conv_tower = sum(np.prod(p.value.shape) for n, p in b.params.items() if n.startswith("conv"))
+    assert conv == count_params(a)["total"] + conv_tower + 1024 * 512 + 512
+    assert conv < 0.6 * late

@@ -99,3 +99,35 @@ def describe_fusion(model_or_spec: Any) -> list[str]:
     lines.append(f"parameters: total {_fmt(c['total'])}; spatial {_fmt(c['spatial'])}; "
                  f"temporal {_fmt(c['temporal'])}; fusion layers {_fmt(c['fusion'])}")
     return lines
+
+
+# ---------------------------------------------------------------------------- variants
+#: (label, FusionOptions keyword arguments) of the variants compared by :func:`param_table`
+PARAM_VARIANTS: list[tuple[str, dict]] = [
+    ("late fusion (prediction layer: both full towers, scores averaged)", {}),
+    ("sum fusion at relu5_3, fused-from tower cut", dict(fusion_type="sum", conv3d=False, remove_fuse_from=True)),
+    ("conv fusion at relu5_3 (1x1 2-D conv), fused-from tower cut", dict(conv3d=False, remove_fuse_from=True)),
+    ("conv3D fusion at relu5_3 + 3D pooling, fused-from tower cut", dict(remove_fuse_from=True)),
+    ("conv3D fusion at relu5_3 + 3D pooling, both towers kept (the paper's final net)", {}),
+]
+
+
+def param_table(num_classes: int = 101, frames: int = 5) -> list[tuple[str, dict[str, int]]]:
+    """Parameter counts of the fusion variants built from two full-size VGG-16 streams
+    (RGB 3 channels, flow 20), shapes only (no weights materialised except the fusion
+    filters). The first row is late fusion: the two stream nets themselves."""
+    from matconv_port.fusion.build import FusionOptions, build_fused_netspec
+    from matconv_port.fusion.vgg import vgg16_stream_netspec
+
+    a = vgg16_stream_netspec(3, num_classes, values="shape")
+    b = vgg16_stream_netspec(20, num_classes, values="shape")
+    rows = []
+    for label, kw in PARAM_VARIANTS:
+        if not kw and label.startswith("late"):
+            ca, cb = count_params(a), count_params(b)
+            rows.append((label, {"total": ca["total"] + cb["total"], "spatial": ca["total"], "temporal": cb["total"],
+                                 "fusion": 0}))
+            continue
+        spec = build_fused_netspec(a, b, FusionOptions(frames=frames, **kw))
+        rows.append((label, count_params(spec)))
+    return rows
