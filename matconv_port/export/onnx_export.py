@@ -397,6 +397,9 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
                 raise MatConvPortError(
                     f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
                     f"(limit {rtol:g}){hint}; nothing written")
+        from matconv_port.export.matconvnet_export import set_default_permissions
+
+        set_default_permissions(tmp)
         os.replace(tmp, path)
         return rel
     finally:
