@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -121,7 +122,20 @@ def prepare_video(
 
 
 def _init_worker(cv_threads: int) -> None:
+    # Ctrl-C goes to the whole process group: the parent handles it and stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(cv_threads)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate the workers of ``pool`` without waiting for queued videos."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
 
 
 def _video_names(sources: Sequence[Path]) -> dict[str, Path]:
@@ -219,7 +233,8 @@ def prepare_videos(
                 bar.update(1)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker, initargs=(1,)) as pool:
+            pool = ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx, initializer=_init_worker, initargs=(1,))
+            try:
                 futures = {pool.submit(prepare_video, src, out, name, **args): (name, src) for name, src in todo}
                 for fut in as_completed(futures):
                     name, src = futures[fut]
@@ -231,6 +246,10 @@ def prepare_videos(
                     if res.status == "failed":
                         emit(res.error or name)
                     bar.update(1)
+            except BaseException:  # Ctrl-C (or any abort): stop the workers now; unfinished videos have no marker
+                _stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
 
