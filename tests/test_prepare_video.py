@@ -148,3 +148,33 @@ def test_parallel_workers_and_classes_from_dirs(tmp_path):
     assert len(train) == 4 and len(test) == 2
     assert all(line.startswith("Down/v_Down_g") and line.endswith(".avi 1") or
                line.startswith("Right/v_Right_g") and line.endswith(".avi 2") for line in train)
+
+
+def test_interrupted_video_is_redone(tmp_path, monkeypatch):
+    import matconv_port.data.prepare as prep
+
+    write_moving_square_video(tmp_path / "v" / "x.avi", frames=6)
+    real = prep.create_flow
+
+    def dying(method):
+        fn = real(method)
+        calls = {"n": 0}
+
+        def flow(a, b):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the video
+            return fn(a, b)
+
+        return flow
+
+    monkeypatch.setattr(prep, "create_flow", dying)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_videos(tmp_path / "v", tmp_path / "d", flow="dis", progress=False)
+    assert not done_marker_path(tmp_path / "d", "x").exists()
+    assert len(os.listdir(tmp_path / "d" / "jpegs_256" / "x")) == 3  # partial
+    monkeypatch.setattr(prep, "create_flow", real)
+    again = prepare_videos(tmp_path / "v", tmp_path / "d", flow="dis", progress=False)
+    assert [r.status for r in again.results] == ["done"]
+    assert len(os.listdir(tmp_path / "d" / "jpegs_256" / "x")) == 6
+    assert len(os.listdir(tmp_path / "d" / "tvl1_flow" / "u" / "x")) == 5
