@@ -172,7 +172,7 @@ def test_interrupted_video_is_redone(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         prepare_videos(tmp_path / "v", tmp_path / "d", flow="dis", progress=False)
     assert not done_marker_path(tmp_path / "d", "x").exists()
-    assert len(os.listdir(tmp_path / "d" / "jpegs_256" / "x")) == 3  # partial
+    assert len(os.listdir(tmp_path / "d" / "jpegs_256" / "x")) == 4  # partial: frames 1-4, flows 1-2
     monkeypatch.setattr(prep, "create_flow", real)
     again = prepare_videos(tmp_path / "v", tmp_path / "d", flow="dis", progress=False)
     assert [r.status for r in again.results] == ["done"]
