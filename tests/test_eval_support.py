@@ -81,10 +81,10 @@ class StandInModel(torch.nn.Module):
         self.fail_after = fail_after
 
     def _head(self, x: torch.Tensor, num_videos: int, channel_sets) -> torch.Tensor:
-        per = x.reshape(num_videos, -1, *x.shape[1:])  # videos x frames x C x H x W
+        per = x.mean(dim=(2, 3)).reshape(num_videos, -1, x.shape[1])  # videos x frames x C (pixel means)
         out = torch.zeros(num_videos, self.K, 2, 3)
         for k, chans in enumerate(channel_sets):
-            out[:, k] = per[:, :, chans].mean(dim=(1, 2, 3, 4))[:, None, None]
+            out[:, k] = per[:, :, chans].mean(dim=(1, 2))[:, None, None]
         pattern = torch.tensor([[1.0, -2.0, 0.5], [-1.0, 2.0, -0.5]])
         return out + pattern
 
