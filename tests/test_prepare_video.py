@@ -107,8 +107,10 @@ def test_resume_skips_finished_and_redoes_interrupted(tmp_path):
     assert rgb_frame_path(out, "a", 1).stat().st_mtime_ns == stamp
     assert not stale.exists()
     assert len(os.listdir(out / "jpegs_256" / "b")) == 6
-    third = prepare_videos(src, out, flow="dis", progress=False, force=True)
-    assert len(third.done) == 3
+    third = prepare_videos(src, out, flow="farneback", progress=False)
+    assert len(third.skipped) == 3 and any("another flow method" in line for line in third.lines())
+    fourth = prepare_videos(src, out, flow="dis", progress=False, force=True)
+    assert len(fourth.done) == 3
 
 
 def test_corrupt_video_gives_one_line_and_others_continue(tmp_path):

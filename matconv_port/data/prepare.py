@@ -26,7 +26,7 @@ import cv2
 from matconv_port.data.flow import FLOW_METHODS, create_flow, to_gray
 from matconv_port.data.splits import splits_from_classes
 from matconv_port.data.video_io import DEFAULT_SHORT_SIDE, find_videos, is_video_file, iter_frames
-from matconv_port.data.writers import JPEG_QUALITY, VideoOutput, is_done, video_dirs
+from matconv_port.data.writers import JPEG_QUALITY, VideoOutput, is_done, read_done_marker, video_dirs
 from matconv_port.errors import DataError, MatConvPortError
 
 
@@ -49,6 +49,7 @@ class PrepareSummary:
     out_root: str
     results: list[VideoResult] = field(default_factory=list)
     split_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def _with(self, status: str) -> list[VideoResult]:
         return [r for r in self.results if r.status == status]
@@ -71,6 +72,7 @@ class PrepareSummary:
             f"prepared {len(self.done)} video(s), skipped {len(self.skipped)} already done, "
             f"{len(self.failed)} failed; output in {self.out_root}"
         ]
+        out += [f"note: {n}" for n in self.notes]
         out += [f"failed: {r.error}" for r in self.failed]
         if self.split_files:
             out.append("split lists: " + ", ".join(self.split_files))
@@ -212,11 +214,20 @@ def prepare_videos(
 
     summary = PrepareSummary(str(out))
     todo: list[tuple[str, Path]] = []
+    other_flow: list[str] = []
     for name, src in names.items():
-        if not force and is_done(out, name):
-            summary.results.append(VideoResult(name, str(src), "skipped"))
+        marker = None if force else read_done_marker(out, name)
+        if marker is not None:
+            summary.results.append(VideoResult(name, str(src), "skipped", int(marker.get("frames", 0))))
+            if marker.get("flow", flow) != flow:
+                other_flow.append(f"{name} ({marker.get('flow')})")
         else:
             todo.append((name, src))
+    if other_flow:
+        summary.notes.append(
+            f"{len(other_flow)} finished video(s) were prepared with another flow method and kept "
+            f"(use --force to redo them with {flow}): {', '.join(other_flow[:5])}{' ...' if len(other_flow) > 5 else ''}"
+        )
 
     def emit(msg: str) -> None:
         (report or tqdm.write)(f"error: {msg}")
