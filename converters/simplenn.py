@@ -19,7 +19,8 @@ name>`` (``loss<i>`` if that layer has no name) with a second input ``label``, t
 properties ``saveobj`` would write for the DagNN block (setter-normalised: a scalar
 ``pad`` -> 4 values, a scalar ``stride`` -> 2, ``size`` padded to 4 dims).
 
-Types fromSimpleNN does not know (``SubP``, ``dpool``, ``custom``, ``loss``, ...) keep
+Types fromSimpleNN does not know (``SubP``, ``dpool``, ``custom``, ...; ``loss`` is run as
+``dagnn.Loss`` like vl_simplenn runs it) keep
 their SimpleNN type (or the DagNN type a registered custom layer claims) and all
 their fields as the block (except ``name``, ``type``, ``weights`` and the optimiser
 state ``momentum``); non-empty ``weights`` become params ``<name>_w1``, ``<name>_w2``...
@@ -42,6 +43,8 @@ FROM_SIMPLENN_TYPES = {
     "normalize": "dagnn.LRN", "lrn": "dagnn.LRN", "dropout": "dagnn.DropOut",
     "relu": "dagnn.ReLU", "sigmoid": "dagnn.Sigmoid", "softmax": "dagnn.SoftMax",
     "softmaxloss": "dagnn.Loss", "bnorm": "dagnn.BatchNorm",
+    # not in fromSimpleNN, but vl_simplenn runs it as vl_nnloss(x, l.class)
+    "loss": "dagnn.Loss",
 }
 
 _TIDY_DEFAULTS: dict[str, list[tuple[str, Any]]] = {
@@ -222,14 +225,24 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
         elif ltype in ("sigmoid", "softmax"):
             block = {}
         elif ltype == "softmaxloss":
-            if l == 1:
-                raise ModelFormatError(f"{where}: a softmaxloss layer cannot be the first layer")
-            prev = layers[l - 2]
-            name = f"loss_{prev['name']}" if isinstance(prev.get("name"), str) else f"loss{l}"
+            # fromSimpleNN names it after the previous layer (it cannot convert a net
+            # starting with a loss; vl_simplenn runs one: keep the layer's own name then)
+            prev = layers[l - 2] if l > 1 else {}
+            if isinstance(prev.get("name"), str):
+                name = f"loss_{prev['name']}"
+            elif l > 1 or not isinstance(layer.get("name"), str):
+                name = f"loss{l}"
             for v in inputs:
                 add_var(v)
             inputs.append(new_var_name("label"))
             block = {"loss": "softmaxlog", "opts": []}
+        elif ltype == "loss":
+            # vl_simplenn: res(i+1).x = vl_nnloss(res(i).x, l.class) (default softmaxlog)
+            loss = layer.get("loss")
+            for v in inputs:
+                add_var(v)
+            inputs.append(new_var_name("label"))
+            block = {"loss": loss if isinstance(loss, str) and loss else "softmaxlog", "opts": []}
         elif ltype == "bnorm":
             w = _weights_list(layer["weights"])
             if len(w) < 2 or any(not isinstance(x, np.ndarray) for x in w[:3]):

@@ -116,6 +116,8 @@ class MatConvNetModel(nn.Module):
             self.param_lr[pname] = float(pspec.learning_rate) if pspec else 1.0
             self.param_wd[pname] = float(pspec.weight_decay) if pspec else 1.0
         self._layer_param_keys = [[self.param_keys[p] for p in l.params] for l in spec.layers]
+        # an empty buffer that follows .to(dtype/device), also for nets without params
+        self.register_buffer("_dtype_probe", torch.zeros(0, dtype=dtype), persistent=False)
         self.eval()
 
     # ------------------------------------------------------------------ names
@@ -182,15 +184,12 @@ class MatConvNetModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        for p in self.params.values():
-            return p.dtype
-        return torch.float32
+        """The floating-point type the net computes in (follows ``.to(dtype)``)."""
+        return self._dtype_probe.dtype
 
     @property
     def device(self) -> torch.device:
-        for p in self.params.values():
-            return p.device
-        return torch.device("cpu")
+        return self._dtype_probe.device
 
     def param(self, name: str) -> torch.Tensor:
         """The parameter called ``name`` in MatConvNet (torch layout)."""

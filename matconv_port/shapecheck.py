@@ -40,20 +40,33 @@ def _meta_size(meta: dict) -> list[int] | None:
     return None
 
 
+#: layer types whose output has as many channels as their (first) input
+CHANNEL_PRESERVING = ("dagnn.ReLU", "dagnn.LRN", "dagnn.Pooling", "dagnn.DropOut", "dagnn.SoftMax",
+                      "dagnn.Sigmoid", "dagnn.Pooling3D", "dagnn.Sum")
+
+
 def input_channels(model, var: str) -> int | None:
-    """Channels an input var must have, read from the first layer that consumes it."""
-    for li in model.execution_order:
-        lspec = model.layer_specs[li]
-        if var not in lspec.inputs:
-            continue
-        if lspec.params and lspec.inputs[0] == var:
-            w = model.param(lspec.params[0])
-            if lspec.type in ("dagnn.Conv", "dagnn.Conv3D"):
+    """Channels an input var must have, read from the first layer with parameters
+    that consumes it (through channel-preserving layers such as ReLU, LRN, pooling)."""
+    seen: set[str] = set()
+    while var not in seen:
+        seen.add(var)
+        consumer = next((model.layer_specs[li] for li in model.execution_order
+                         if var in model.layer_specs[li].inputs), None)
+        if consumer is None:
+            return None
+        if consumer.params and consumer.inputs[0] == var:
+            w = model.param(consumer.params[0])
+            if consumer.type in ("dagnn.Conv", "dagnn.Conv3D"):
                 return int(w.shape[1])
-            if lspec.type == "dagnn.ConvTranspose":
+            if consumer.type == "dagnn.ConvTranspose":
                 return int(w.shape[0])
-            if lspec.type == "dagnn.BatchNorm":
+            if consumer.type == "dagnn.BatchNorm":
                 return int(w.numel())
+            return None
+        if consumer.type in CHANNEL_PRESERVING and consumer.outputs:
+            var = consumer.outputs[0]
+            continue
         return None
     return None
 
