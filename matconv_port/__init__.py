@@ -11,8 +11,27 @@ Public API (stable):
 """
 from __future__ import annotations
 
-from matconv_port.layout import from_matconvnet_layout, to_matconvnet_layout
-from matconv_port.loading import load_model, load_netspec_any
-
 __all__ = ["load_model", "load_netspec_any", "from_matconvnet_layout", "to_matconvnet_layout"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "matconv_port.loading",
+    "load_netspec_any": "matconv_port.loading",
+    "from_matconvnet_layout": "matconv_port.layout",
+    "to_matconvnet_layout": "matconv_port.layout",
+}
+
+
+def __getattr__(name: str):
+    # torch is imported on first use, so CLI start-up and worker processes stay light
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'matconv_port' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
