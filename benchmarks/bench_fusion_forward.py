@@ -1,0 +1,202 @@
+"""Forward throughput of the full-size fused two-stream VGG-16 (random weights) built by
+``matconv_port.fusion`` and run by the MatConvNet graph executor, as a ratio to a
+plain PyTorch implementation of the same net (two nn.Sequential VGG-16 towers to
+relu5_3, torch.cat, nn.Conv3d + ReLU + nn.MaxPool3d, fc6/fc7/fc8 heads as
+convolutions so that whole frames give score maps), with the SAME weights, on the
+same input, in the same process (runs interleaved, median of the timed runs).
+
+Also prints the parameter counts of the fusion variants (full-size VGG-16, shapes only).
+
+    python benchmarks/bench_fusion_forward.py [--sizes 224x224,256x340] [--batch 1] [--iters 3]
+
+ratio = plain time / our time (1.0: the graph executor adds nothing; goal >= 0.95).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from matconv_port.fusion import FusionOptions, build_fused_netspec
+from matconv_port.fusion.describe import param_table
+from matconv_port.fusion.vgg import VGG16_BLOCKS, vgg16_stream_netspec
+from matconv_port.network import MatConvNetModel
+
+
+# ---------------------------------------------------------------------------- plain PyTorch
+def _tower(in_ch: int) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    c = in_ch
+    for b, n, width in VGG16_BLOCKS:
+        for _ in range(n):
+            mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
+            c = width
+        if b < 5:
+            mods.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*mods)
+
+
+def _head(classes: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(0.85),
+                         nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(0.85),
+                         nn.Conv2d(4096, classes, 1))
+
+
+class PlainFusedVGG16(nn.Module):
+    """What a PyTorch user would write for the paper's fused net."""
+
+    def __init__(self, frames: int, classes: int = 101):
+        super().__init__()
+        self.frames = frames
+        self.rgb, self.flow = _tower(3), _tower(20)
+        self.fuse = nn.Conv3d(1024, 512, 3, padding=1)
+        self.pool = nn.MaxPool3d((frames, 2, 2), (2, 2, 2))
+        self.head_rgb, self.head_flow = _head(classes), _head(classes)
+
+    def _pool3d(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = self.pool(x.view(n // self.frames, self.frames, c, h, w).transpose(1, 2))
+        return y.transpose(1, 2).reshape(-1, c, y.shape[3], y.shape[4])
+
+    def forward(self, rgb: torch.Tensor, flow: torch.Tensor):
+        a, b = self.rgb(rgb), self.flow(flow)
+        n, _, h, w = a.shape
+        v = torch.cat([a, b], 1).view(n // self.frames, self.frames, 1024, h, w).transpose(1, 2)
+        fused = torch.relu(self.fuse(v)).transpose(1, 2).reshape(n, 512, h, w)
+        return self.head_rgb(self._pool3d(fused)), self.head_flow(self._pool3d(b))
+
+
+def copy_weights(plain: PlainFusedVGG16, model: MatConvNetModel) -> None:
+    """Our params (already in torch layout) -> the plain modules, layer by layer."""
+    convs = [f"conv{b}_{k}" for b, n, _ in VGG16_BLOCKS for k in range(1, n + 1)]
+    heads = ["fc6", "fc7", "layer38"]
+    pairs = []
+    for seq, names, tower in ((plain.rgb, convs, "spatial"), (plain.flow, convs, "temporal"),
+                              (plain.head_rgb, heads, "spatial"), (plain.head_flow, heads, "temporal")):
+        mods = [m for m in seq if isinstance(m, nn.Conv2d)]
+        assert len(mods) == len(names)
+        pairs += [(m, (f"{n}f_{tower}", f"{n}b_{tower}")) for m, n in zip(mods, names)]
+    with torch.no_grad():
+        for m, (f, b) in pairs:
+            m.weight.copy_(model.param(f).view_as(m.weight))
+            m.bias.copy_(model.param(b).view(-1))
+        plain.fuse.weight.copy_(model.param("conv3Df").view_as(plain.fuse.weight))
+        plain.fuse.bias.copy_(model.param("conv3Db").view(-1))
+
+
+# ---------------------------------------------------------------------------- timing
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds: all threads) of one call."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def forward_freeing(model: MatConvNetModel, rgb: torch.Tensor, flow: torch.Tensor, videos: int):
+    """Our executor's layers in DagNN order, dropping each var after its last reader
+    (MatConvNet's ``conserveMemory``); what ``MatConvNetModel.forward`` could do."""
+    wanted = model.prediction_vars
+    ctx, values = model._prepare({"input": rgb, "input_flow": flow}, videos, False)
+    order = [li for li in model.execution_order]
+    last = {}
+    for pos, li in enumerate(order):
+        for v in model.layer_specs[li].inputs:
+            last[v] = pos
+    for pos, li in enumerate(order):
+        model._run_layer(li, values, ctx)
+        for v in model.layer_specs[li].inputs:
+            if last.get(v) == pos and v not in wanted:
+                values.pop(v, None)
+        if all(w in values for w in wanted):
+            break
+    return tuple(values[w] for w in wanted)
+
+
+def bench(model, plain, frames: int, batch: int, size: tuple[int, int], iters: int, warmup: int) -> dict:
+    h, w = size
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.randn(batch * frames, 3, h, w, generator=g) * 50
+    flow = torch.randn(batch * frames, 20, h, w, generator=g) * 20
+    runs = {"ours": lambda: model(rgb, flow, num_videos=batch),
+            "ours_freeing": lambda: forward_freeing(model, rgb, flow, batch),
+            "plain": lambda: plain(rgb, flow)}
+    times: dict[str, list] = {k: [] for k in runs}
+    with torch.inference_mode():
+        ours_out, plain_out = runs["ours"](), runs["plain"]()
+        diff = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in zip(ours_out, plain_out))
+        for _ in range(warmup):
+            for fn in runs.values():
+                fn()
+        keys = list(runs)
+        for i in range(iters):  # interleaved, rotating who goes first
+            for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+                times[k].append(_time(runs[k]))
+    med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in times.items()}
+    return {"batch_videos": batch, "frames": frames, "size": f"{h}x{w}", "iters": iters, "warmup": warmup,
+            "wall_s": {k: m[0] for k, m in med.items()}, "cpu_s": {k: m[1] for k, m in med.items()},
+            "ratio_wall": med["plain"][0] / med["ours"][0], "ratio_cpu": med["plain"][1] / med["ours"][1],
+            "ratio_wall_freeing": med["plain"][0] / med["ours_freeing"][0],
+            "ratio_cpu_freeing": med["plain"][1] / med["ours_freeing"][1],
+            "max_rel_diff": diff, "score_map": list(ours_out[0].shape[2:]),
+            "load_avg": os.getloadavg()[0]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="224x224,256x340")
+    ap.add_argument("--batch", default="1", help="videos per batch, comma-separated (e.g. 1,8)")
+    ap.add_argument("--frames", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print("parameter counts (full-size VGG-16 streams, 101 classes):")
+    for label, c in param_table():
+        print(f"  {c['total'] / 1e6:8.2f}M  (spatial {c['spatial'] / 1e6:.2f}M, temporal {c['temporal'] / 1e6:.2f}M, "
+              f"fusion {c['fusion'] / 1e6:.2f}M)  {label}")
+
+    t0 = time.perf_counter()
+    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1), vgg16_stream_netspec(20, 101, seed=2),
+                               FusionOptions(frames=args.frames))
+    model = MatConvNetModel(spec, release_spec_values=True).eval()
+    del spec
+    plain = PlainFusedVGG16(args.frames).eval()
+    copy_weights(plain, model)
+    print(f"built both nets in {time.perf_counter() - t0:.1f} s; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+
+    results = []
+    for size in args.sizes.split(","):
+        h, w = (int(s) for s in size.lower().split("x"))
+        for batch in (int(b) for b in args.batch.split(",")):
+            r = bench(model, plain, args.frames, batch, (h, w), args.iters, args.warmup)
+            results.append(r)
+            ws, cs = r["wall_s"], r["cpu_s"]
+            print(f"  {r['size']:>8} batch {batch} x {args.frames} frames (load avg {r['load_avg']:.1f}): wall ours "
+                  f"{ws['ours']:.2f} s, ours freeing {ws['ours_freeing']:.2f} s, plain {ws['plain']:.2f} s; "
+                  f"ratio {r['ratio_wall']:.3f} (freeing {r['ratio_wall_freeing']:.3f}); CPU-time ratio "
+                  f"{r['ratio_cpu']:.3f} (freeing {r['ratio_cpu_freeing']:.3f}); score map {r['score_map']}, "
+                  f"max rel diff {r['max_rel_diff']:.1e}", flush=True)
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump({"results": results, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+                      f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
