@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from matconv_port.errors import DataError
 from matconv_port.eval.plan import Clip, VideoPlan
@@ -48,6 +48,8 @@ __all__ = [
     "read_jpeg",
     "dense_size",
     "assemble_clip",
+    "gather_clip",
+    "normalize",
     "make_chunks",
     "VideoChunkDataset",
     "ChunkResult",
@@ -140,29 +142,35 @@ def _take(img: np.ndarray, crop: tuple[int, int, int, int] | None, flip: bool) -
     return img
 
 
-def _sub(dst: np.ndarray, src: np.ndarray, mean, invert: bool) -> None:
-    """``dst = src - mean`` or ``dst = (255 - src) - mean`` in float32."""
-    if invert:
-        np.subtract(np.float32(255.0) - mean, src, out=dst, dtype=np.float32)
-    else:
-        np.subtract(src, mean, out=dst, dtype=np.float32)
+def clip_geometry(clip: Clip, shapes: Sequence[tuple[int, int]], norm: Normalization) -> tuple[int, int, int, int, bool]:
+    """``(h_min, w_min, out_h, out_w, resize)`` for a clip whose images have ``shapes``."""
+    h_min = min(s[0] for s in shapes)
+    w_min = min(s[1] for s in shapes)
+    if clip.crop is None:
+        th, tw = dense_size(h_min, w_min, norm.input_size)
+        return h_min, w_min, th, tw, (th, tw) != (h_min, w_min)
+    return h_min, w_min, clip.crop[3], clip.crop[2], False
 
 
-def assemble_clip(
+def gather_clip(
     clip: Clip,
     get_rgb: Callable[[int], np.ndarray] | None,
     get_flow: Callable[[str, int], np.ndarray] | None,
     norm: Normalization,
-    out_rgb: np.ndarray | None = None,
-    out_flow: np.ndarray | None = None,
+    out: Callable[[str, tuple[int, ...], type], np.ndarray] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Assemble one clip: ``(rgb, flow)`` arrays ``T x 3 x H x W`` and ``T x F x H x W``
-    (float32, mean-subtracted), either None when the net takes no such stream.
+    """Stage 1 of assembly (done in workers): ``(rgb, flow)`` arrays ``T x 3 x H x W`` and
+    ``T x F x H x W`` with crop, flip and ``u -> 255 - u`` applied, NOT mean-subtracted;
+    uint8 (exact), or float32 when a dense-mode resize was needed. Either is None when
+    the net takes no such stream.
 
-    ``get_rgb(frame)`` returns an ``H x W x 3`` RGB uint8 image, ``get_flow(axis, k)``
-    an ``H x W`` uint8 flow image (``axis`` ``'u'``/``'v'``). Frames whose sizes differ
-    are cut to the smallest (top-left), as the original does.
+    ``get_rgb(frame)`` returns an ``H x W x 3`` RGB uint8 image (a view is fine),
+    ``get_flow(axis, k)`` an ``H x W`` uint8 flow image (``axis`` ``'u'``/``'v'``).
+    Frames whose sizes differ are cut to the smallest (top-left), as the original does.
+    ``out(kind, shape, dtype)`` allocates the outputs (``kind`` ``'rgb'``/``'flow'``;
+    default ``np.empty``).
     """
+    alloc = out or (lambda kind, shape, dtype: np.empty(shape, dtype))
     T = len(clip.frames)
     want_rgb = norm.rgb_mean is not None and get_rgb is not None
     want_flow = norm.flow_mean is not None and get_flow is not None
@@ -171,63 +179,129 @@ def assemble_clip(
     rgb_imgs = [get_rgb(f) for f in clip.frames] if want_rgb else []
     flow_imgs = [[get_flow("u" if c % 2 == 0 else "v", k) for c, k in enumerate(st)] for st in clip.flow] if want_flow else []
     shapes = [im.shape[:2] for im in rgb_imgs] + [im.shape[:2] for st in flow_imgs for im in st]
-    h_min = min(s[0] for s in shapes)
-    w_min = min(s[1] for s in shapes)
-    if clip.crop is None:
-        th, tw = dense_size(h_min, w_min, norm.input_size)
-    else:
-        th, tw = clip.crop[3], clip.crop[2]
+    h_min, w_min, th, tw, resize = clip_geometry(clip, shapes, norm)
+    dtype = np.float32 if resize else np.uint8
 
     def prep(img: np.ndarray) -> np.ndarray:
         if img.shape[0] != h_min or img.shape[1] != w_min:
             img = img[:h_min, :w_min]
-        if clip.crop is None and (th, tw) != (h_min, w_min):
-            img = cv2.resize(np.ascontiguousarray(img), (tw, th), interpolation=cv2.INTER_LINEAR)
+        if resize:
+            img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=cv2.INTER_LINEAR)
         return _take(img, clip.crop, clip.flip)
-
-    def mean_for(vec: np.ndarray, image: np.ndarray | None, c: int):
-        if clip.crop is not None and image is not None and image.shape[1:] == (th, tw):
-            m = image[c]
-            return m[:, ::-1] if clip.flip else m
-        return vec[c]
 
     rgb_out = None
     if want_rgb:
-        rgb_out = out_rgb if out_rgb is not None else np.empty((T, 3, th, tw), np.float32)
+        rgb_out = alloc("rgb", (T, 3, th, tw), dtype)
         for t, img in enumerate(rgb_imgs):
-            img = prep(img)
-            for c in range(3):
-                _sub(rgb_out[t, c], img[:, :, c], mean_for(norm.rgb_mean, norm.rgb_mean_image, c), False)
+            np.copyto(rgb_out[t], prep(img).transpose(2, 0, 1), casting="unsafe")
     flow_out = None
     if want_flow:
-        F = norm.flow_channels
-        flow_out = out_flow if out_flow is not None else np.empty((T, F, th, tw), np.float32)
+        flow_out = alloc("flow", (T, norm.flow_channels, th, tw), dtype)
         for t, stack in enumerate(flow_imgs):
             for c, img in enumerate(stack):
-                _sub(flow_out[t, c], prep(img), mean_for(norm.flow_mean, norm.flow_mean_image, c),
-                     clip.flip and c % 2 == 0)
+                if clip.flip and c % 2 == 0:
+                    np.subtract(dtype(255), prep(img), out=flow_out[t, c], casting="unsafe")
+                else:
+                    np.copyto(flow_out[t, c], prep(img), casting="unsafe")
     return rgb_out, flow_out
+
+
+def normalize(x: torch.Tensor | np.ndarray, mean: np.ndarray, mean_image: np.ndarray | None = None,
+              cropped: bool = False) -> torch.Tensor:
+    """Stage 2 (on the model's device): float32 ``x - mean`` over the channel axis
+    (``-3``). In crop mode a mean image of the crop's size is subtracted pixel-wise
+    (not mirrored for flipped crops: the original subtracts after flipping)."""
+    t = torch.as_tensor(x)
+    t = t.to(torch.float32) if t.dtype != torch.float32 else t.clone()
+    if cropped and mean_image is not None and tuple(mean_image.shape[1:]) == tuple(t.shape[-2:]):
+        m = torch.as_tensor(mean_image, dtype=torch.float32, device=t.device)
+    else:
+        m = torch.as_tensor(np.asarray(mean, np.float32), device=t.device)[:, None, None]
+    return t.sub_(m)
+
+
+def assemble_clip(
+    clip: Clip,
+    get_rgb: Callable[[int], np.ndarray] | None,
+    get_flow: Callable[[str, int], np.ndarray] | None,
+    norm: Normalization,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Assemble one clip: ``(rgb, flow)`` float32 arrays ``T x 3 x H x W`` and
+    ``T x F x H x W``, mean-subtracted (:func:`gather_clip` then :func:`normalize`)."""
+    rgb, flow = gather_clip(clip, get_rgb, get_flow, norm)
+    cropped = clip.crop is not None
+    return (normalize(rgb, norm.rgb_mean, norm.rgb_mean_image, cropped).numpy() if rgb is not None else None,
+            normalize(flow, norm.flow_mean, norm.flow_mean_image, cropped).numpy() if flow is not None else None)
 
 
 @dataclass
 class ChunkResult:
-    """What a worker returns for a chunk: tensors ``clips x T x C x H x W`` (or None)
-    or the one-line error that stopped it."""
+    """What a worker returns for a chunk.
+
+    ``rgb`` / ``flow``: the chunk's distinct unflipped views (``bases x T x C x H x W``,
+    from :func:`gather_clip`: uint8, or float32 after a resize; not mean-subtracted);
+    clip ``j`` of the chunk is base ``base_index[j]``, mirrored when ``flips[j]``.
+    Mirrors (and ``u -> 255 - u``) and mean subtraction are applied on the model's
+    device by :meth:`normalized`, which halves what workers copy and send.
+    ``error``: the one-line error that stopped the chunk.
+    """
 
     video_index: int
     clip_indices: tuple[int, ...]
     rgb: torch.Tensor | None
     flow: torch.Tensor | None
     error: str | None = None
+    cropped: bool = False
+    base_index: tuple[int, ...] = ()
+    flips: tuple[bool, ...] = ()
+
+    def normalized(self, norm: Normalization, device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``clips x T x C x H x W`` float32 tensors on ``device``: mirrored where the
+        clip says so (u inverted), then mean-subtracted (:func:`normalize`)."""
+        out = []
+        idx = list(self.base_index) or list(range(len(self.clip_indices)))
+        flips = list(self.flips) or [False] * len(idx)
+        for t, mean, image, is_flow in ((self.rgb, norm.rgb_mean, norm.rgb_mean_image, False),
+                                        (self.flow, norm.flow_mean, norm.flow_mean_image, True)):
+            if t is None:
+                out.append(None)
+                continue
+            t = t.to(device, non_blocking=True)
+            clips = t[idx]
+            fl = torch.tensor(flips, device=t.device)
+            if bool(fl.any()):
+                sel = fl.nonzero().flatten()
+                mirrored = clips[sel].flip(-1)
+                if is_flow:
+                    mirrored[:, :, 0::2] = 255 - mirrored[:, :, 0::2]
+                clips[sel] = mirrored
+            out.append(normalize(clips, mean, image, self.cropped))
+        return out[0], out[1]
+
+
+def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor allocated directly in shared memory when running in a DataLoader
+    worker (no copy when it is sent to the main process)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+    try:
+        storage = torch.UntypedStorage._new_shared(nbytes)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    except Exception:  # pragma: no cover - private API missing
+        return torch.empty(shape, dtype=dtype).share_memory_()
 
 
 class VideoChunkDataset(Dataset):
     """Chunks of clips of many videos, each item decoded and assembled in a worker.
 
     ``plans[i]`` is the plan of video ``i``; ``chunks`` the work items in order;
-    ``root`` the data root; ``reader(path, grey)`` decodes an image (default
-    :func:`read_jpeg`). Errors (missing or unreadable frames) come back in
-    :attr:`ChunkResult.error` instead of raising, so a run can skip a video.
+    ``root`` the data root; ``reader(path, grey)`` decodes an image to RGB / grey
+    uint8 (default: OpenCV, BGR reordered without a copy). Errors (missing or
+    unreadable frames) come back in :attr:`ChunkResult.error` instead of raising, so
+    a run can skip a video. Outputs are uint8 (4x less to move between processes than
+    float32); mean subtraction happens on the model's device
+    (:meth:`ChunkResult.normalized`).
     """
 
     def __init__(self, root: str, plans: Sequence[VideoPlan], chunks: Sequence[Chunk], norm: Normalization,
@@ -236,7 +310,7 @@ class VideoChunkDataset(Dataset):
         self.plans = list(plans)
         self.chunks = list(chunks)
         self.norm = norm
-        self.reader = reader or read_jpeg
+        self.reader = reader
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -246,12 +320,17 @@ class VideoChunkDataset(Dataset):
     def _read(self, path: str, grey: bool) -> np.ndarray:
         img = self._cache.get(path)
         if img is None:
-            img = self.reader(path, grey)
+            if self.reader is not None:
+                img = self.reader(path, grey)
+            else:
+                img = _read_bgr_or_grey(path, grey)
             self._cache[path] = img
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(path)
+        if not grey and self.reader is None:
+            return img[:, :, ::-1]  # BGR -> RGB as a view
         return img
 
     def __getitem__(self, i: int) -> ChunkResult:
@@ -260,16 +339,46 @@ class VideoChunkDataset(Dataset):
         video = plan.video
         get_rgb = (lambda f: self._read(rgb_path(self.root, video, f), False)) if self.norm.rgb_mean is not None else None
         get_flow = (lambda a, k: self._read(flow_path(self.root, a, video, k), True)) if self.norm.flow_mean is not None else None
+        clips = [plan.clips[c] for c in chunk.clip_indices]
+        keys: list[tuple] = []
+        base_index = []
+        for clip in clips:
+            key = (clip.frames, clip.flow, clip.crop)
+            if key not in keys:
+                keys.append(key)
+            base_index.append(keys.index(key))
+        n = len(keys)
+        stacked: dict[str, torch.Tensor] = {}
         try:
-            parts = [assemble_clip(plan.clips[c], get_rgb, get_flow, self.norm) for c in chunk.clip_indices]
-            shapes = {(p[0].shape[2:] if p[0] is not None else p[1].shape[2:]) for p in parts}
-            if len(shapes) != 1:
-                raise DataError(f"video {video}: clips of one batch have different frame sizes {sorted(shapes)}")
+            for j, (frames, flow, crop) in enumerate(keys):
+
+                def alloc(kind: str, shape: tuple[int, ...], dtype, j: int = j) -> np.ndarray:
+                    tdtype = torch.uint8 if dtype == np.uint8 else torch.float32
+                    t = stacked.get(kind)
+                    if t is None:
+                        t = stacked[kind] = _shared_empty((n, *shape), tdtype)
+                    elif tuple(t.shape[1:]) != tuple(shape) or t.dtype != tdtype:
+                        raise DataError(f"video {video}: clips of one batch differ in frame size ({tuple(t.shape[1:])} vs {tuple(shape)})")
+                    return t[j].numpy()
+
+                gather_clip(Clip(frames, flow, False, crop), get_rgb, get_flow, self.norm, out=alloc)
         except DataError as exc:
             return ChunkResult(chunk.video_index, chunk.clip_indices, None, None, str(exc))
-        rgb = torch.from_numpy(np.stack([p[0] for p in parts])) if parts[0][0] is not None else None
-        flow = torch.from_numpy(np.stack([p[1] for p in parts])) if parts[0][1] is not None else None
-        return ChunkResult(chunk.video_index, chunk.clip_indices, rgb, flow)
+        return ChunkResult(chunk.video_index, chunk.clip_indices, stacked.get("rgb"), stacked.get("flow"), None,
+                           clips[0].crop is not None, tuple(base_index), tuple(c.flip for c in clips))
+
+
+def _read_bgr_or_grey(path: str, grey: bool) -> np.ndarray:
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: frame missing") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read frame ({exc.strerror})") from None
+    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise DataError(f"{path}: not a readable JPEG image")
+    return img
 
 
 def collate_single(items: list[ChunkResult]) -> ChunkResult:

@@ -183,11 +183,11 @@ def _clip_scores(model: Any, streams: ModelStreams, res: ChunkResult, device: to
     """``heads x clips x K``: raw scores averaged over space and frames of each clip."""
     inputs: dict[str, torch.Tensor] = {}
     clips = len(res.clip_indices)
-    for var, t in ((streams.rgb_var, res.rgb), (streams.flow_var, res.flow)):
+    rgb, flow = res.normalized(streams.norm, device)
+    for var, t in ((streams.rgb_var, rgb), (streams.flow_var, flow)):
         if var is None:
             continue
-        t = t.reshape(-1, *t.shape[2:])  # (clips*T) x C x H x W, frames fastest
-        inputs[var] = t.to(device, non_blocking=True)
+        inputs[var] = t.reshape(-1, *t.shape[2:])  # (clips*T) x C x H x W, frames fastest
     with torch.inference_mode():
         out = model.forward_vars(inputs, num_videos=clips, outputs=list(streams.score_vars))
     heads = []
