@@ -168,11 +168,43 @@ def _head_name(model, li: int) -> str:
     return model.layer_specs[li].name
 
 
+def _release_plan(model, keep: set[str]) -> list[list[str]]:
+    """Per position in the execution order, the vars last read there (freed after it,
+    as MatConvNet's ``conserveMemory``), except ``keep``."""
+    last: dict[str, int] = {}
+    for pos, li in enumerate(model.execution_order):
+        for v in model.layer_specs[li].inputs:
+            last[v] = pos
+    plan: list[list[str]] = [[] for _ in model.execution_order]
+    for v, pos in last.items():
+        if v not in keep:
+            plan[pos].append(v)
+    return plan
+
+
+def _keep_vars(model) -> set[str]:
+    keep = set(model.all_input_vars)
+    for l in model.layer_specs:
+        if l.type == "dagnn.Loss":
+            keep.update(l.inputs[:1])
+            keep.update(l.outputs)
+    return keep
+
+
 def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: bool, frozen_upto: int,
-            amp: bool = False):
+            amp: bool = False, conserve_memory: bool = True):
     """Forward in DagNN order; layers up to ``frozen_upto`` (position in the execution
-    order) run without autograd. Returns (vars, context with batch moments)."""
+    order) run without autograd. Vars are dropped after their last reader (except net
+    inputs, predictions and losses) unless ``conserve_memory`` is False. Returns (vars,
+    context with batch moments)."""
     ctx, values = model._prepare(inputs, num_videos, training)
+    release = None
+    if conserve_memory:
+        cache = getattr(model, "_train_release_plan", None)
+        if cache is None or cache[0] != tuple(model.execution_order):
+            cache = (tuple(model.execution_order), _release_plan(model, _keep_vars(model)))
+            model._train_release_plan = cache
+        release = cache[1]
     device_type = model.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=amp):
         for pos, li in enumerate(model.execution_order):
@@ -181,7 +213,31 @@ def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: b
                     model._run_layer(li, values, ctx)
             else:
                 model._run_layer(li, values, ctx)
+            if release is not None:
+                for v in release[pos]:
+                    values.pop(v, None)
     return values, ctx
+
+
+def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, frozen_upto: int,
+                     objectives: list[int], amp: bool = False):
+    """One MatConvNet ``net.eval(inputs, derOutputs)`` in training mode: forward, then
+    back-propagate the sum of the objective losses (each with weight 1), ADDING to the
+    params' ``.grad`` (gradient accumulation over sub-batches). Returns (vars, context,
+    ``{loss layer index: loss value}``)."""
+    values, ctx = run_net(model, inputs, num_videos, True, frozen_upto, amp)
+    total = None
+    heads: dict[int, float] = {}
+    for li in objectives:
+        out = model.layer_specs[li].outputs[0]
+        if out not in values:
+            continue
+        obj = values[out].float().sum()
+        heads[li] = float(obj.detach())
+        total = obj if total is None else total + obj
+    if total is not None and total.requires_grad:
+        total.backward()
+    return values, ctx, heads
 
 
 def video_scores(pred: torch.Tensor, num_videos: int) -> torch.Tensor:
@@ -357,6 +413,10 @@ class Trainer:
             self._progress(bar, line)
         if bar is not None:
             bar.close()
+        if info.active:  # statistics of all processes (accumulateStats)
+            vec = running.vector(stat_keys)
+            all_reduce_sum([vec], info)
+            running.load_vector(stat_keys, vec)
         out = {"epoch": epoch, "lr": lr, "num": num, "time": time.time() - start}
         out.update(running.averages())
         return out
@@ -377,22 +437,16 @@ class Trainer:
         batch = self.asm.assemble(plans)
         inputs = {k: v.to(self.info.device) for k, v in batch.inputs.items()}
         torch.manual_seed(_torch_seed(opts.seed, epoch, 2, bi, s))
-        values, ctx = run_net(model, inputs, batch.num_videos, True, self.frozen_upto, opts.amp)
-        total = None
+        values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives, opts.amp)
         for li in self.objectives:
-            out = model.layer_specs[li].outputs[0]
-            if out not in values:
+            if li not in heads:
                 continue
-            obj = values[out].float().sum()
-            total = obj if total is None else total + obj
             pred = values[model.layer_specs[li].inputs[0]]
             h = _head_name(model, li)
-            running.add(h, float(obj.detach()), float(pred.shape[0]))
+            running.add(h, heads[li], float(pred.shape[0]))
             e1, e5 = errors(video_scores(pred, batch.num_videos), inputs["label"])
             running.add(f"{h}.top1err", e1, batch.num_videos)
             running.add(f"{h}.top5err", e5, batch.num_videos)
-        if total is not None and total.requires_grad:
-            total.backward()
         # batch-norm moments: "derivative" = batch moments x items, summed over sub-batches
         for lspec in model.layer_specs:
             if lspec.type == "dagnn.BatchNorm" and len(lspec.params) >= 3 and lspec.params[2] in self.moments:
@@ -400,7 +454,8 @@ class Trainer:
                 if mom is None:
                     continue
                 p = model.param(lspec.params[2])
-                items = values[lspec.inputs[0]].shape[0] if lspec.inputs[0] in values else batch.num_videos
+                # size(inputs{1}, 4): the items (videos x frames) of the net's input
+                items = next(int(x.shape[0]) for k, x in batch.inputs.items() if k != "label")
                 der = (mom.reshape(p.shape) * items).to(p.dtype)
                 p.grad = der if p.grad is None else p.grad + der
 
@@ -449,7 +504,6 @@ class Trainer:
             vids = mine[i:i + chunk]
             batch = self.asm.assemble(self._val_plans(vids))
             inputs = {k: v.to(info.device) for k, v in batch.inputs.items()}
-            frames = inputs[next(iter(self.input_names.values()))].shape[0] // batch.num_videos
             values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order), opts.amp)
             fused = None
             for li in self.objectives:
@@ -467,7 +521,6 @@ class Trainer:
                 e1, e5 = errors(fused, inputs["label"])
                 running.add("top1err", e1, batch.num_videos)
                 running.add("top5err", e5, batch.num_videos)
-            del frames
         keys = sorted(set(self._stat_keys()) | ({"top1err", "top5err"} if len(self.objectives) > 1 else set()))
         if info.active:
             vec = running.vector(keys)

@@ -26,9 +26,9 @@ PAPER_FLOW: dict[str, Any] = dict(learning_rate=[5e-4] * 10 + [5e-5] * 5 + [5e-6
                                  augmentation="multiScaleRegular", frames_per_clip=1)
 
 DEMO_COMMON: dict[str, Any] = dict(batch_size=16, num_sub_batches=1, cache_frames=50000)
-DEMO_RGB: dict[str, Any] = dict(DEMO_COMMON, learning_rate=[1e-2, 1e-2, 1e-3], epoch_factor=8, dropout=0.5,
+DEMO_RGB: dict[str, Any] = dict(DEMO_COMMON, learning_rate=[1e-3, 1e-3, 1e-4], epoch_factor=8, dropout=0.5,
                                backprop_depth=None, augmentation="borders25", frames_per_clip=1)
-DEMO_FLOW: dict[str, Any] = dict(DEMO_COMMON, learning_rate=[1e-2, 1e-2, 1e-2, 1e-3], epoch_factor=12, dropout=0.5,
+DEMO_FLOW: dict[str, Any] = dict(DEMO_COMMON, learning_rate=[1e-2] * 6 + [1e-3] * 2, epoch_factor=12, dropout=0.5,
                                 backprop_depth=None, augmentation="multiScaleRegular", frames_per_clip=1)
 DEMO_FUSION: dict[str, Any] = dict(DEMO_COMMON, learning_rate=[1e-3, 1e-3, 1e-4], epoch_factor=6, dropout=0.5,
                                   backprop_depth="relu5_3_spatial", augmentation="noCtr", frames_per_clip=5)

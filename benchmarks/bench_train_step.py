@@ -1,0 +1,161 @@
+"""Training-step throughput of the full-size fused VGG-16 (the paper's net) vs a plain
+PyTorch training step of the same architecture.
+
+Ours: two VGG-16 streams (``matconv_port.train.archs.vgg16``, 101 classes) fused by
+``matconv_port.fusion.build_fused_netspec`` (Concat + Conv3D 3x3x3x1024x512 + ReLU +
+Pooling3D in both towers, two heads), run by ``MatConvNetModel`` with the training
+loop's ``forward_backward`` (backprop depth ``relu5_3_spatial``, both losses) and a
+``MatConvNetSGD`` step.
+
+Plain: ``nn.Sequential`` VGG-16 towers (torchvision's ``vgg16().features`` layout up
+to relu5_3, written out because torchvision is not installed here), ``nn.Conv3d``,
+``nn.MaxPool3d``, conv heads (fc6 7x7, fc7, fc8), the towers run under ``no_grad``
+(same backprop depth), summed cross-entropy of both heads, ``torch.optim.SGD``
+(momentum 0.9, weight decay 5e-4).
+
+Both get the same inputs (``V`` videos x 5 frames of 224 x 224, RGB + 20 flow
+channels); steps alternate between the two, and the median step time of each gives
+clips/s. Usage::
+
+    python benchmarks/bench_train_step.py --device cpu --videos 1 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+def plain_tower(cin: int) -> nn.Sequential:
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+    layers: list[nn.Module] = []
+    c = cin
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+            c = v
+    return nn.Sequential(*layers)
+
+
+def plain_head(classes: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Conv2d(4096, classes, 1))
+
+
+class PlainFused(nn.Module):
+    def __init__(self, classes: int = 101, frames: int = 5, dropout: float = 0.85):
+        super().__init__()
+        self.frames = frames
+        self.rgb, self.flow = plain_tower(3), plain_tower(20)
+        self.conv3d = nn.Conv3d(1024, 512, 3, padding=1)
+        self.pool = nn.MaxPool3d((frames, 2, 2), stride=(2, 2, 2))
+        self.head_s, self.head_t = plain_head(classes, dropout), plain_head(classes, dropout)
+
+    def _clips(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n // self.frames, self.frames, c, h, w).transpose(1, 2)
+
+    def forward(self, rgb: torch.Tensor, flow: torch.Tensor):
+        with torch.no_grad():
+            a, b = self.rgb(rgb), self.flow(flow)
+        fused = torch.relu(self.conv3d(self._clips(torch.cat([a, b], 1))))
+        s = self.pool(fused).squeeze(2)
+        t = self.pool(self._clips(b)).squeeze(2)
+        return self.head_s(s).flatten(1), self.head_t(t).flatten(1)
+
+
+def build_ours(classes: int, frames: int, device: torch.device):
+    from matconv_port.fusion import FusionOptions, build_fused_netspec
+    from matconv_port.network import MatConvNetModel
+    from matconv_port.train.archs import vgg16
+    from matconv_port.train.loop import objective_layers, trainable_param_names
+    from matconv_port.train.optim import MatConvNetSGD, matconvnet_param_groups
+
+    spec = build_fused_netspec(vgg16(classes, "rgb", seed=1), vgg16(classes, "flow", seed=2),
+                               FusionOptions(frames=frames, dropout_rate=0.85))
+    model = MatConvNetModel(spec).to(device).train()
+    depth = "relu5_3_spatial"
+    trainable = trainable_param_names(model, depth)
+    for name, p in model.named_matconvnet_params():
+        p.requires_grad_(name in trainable)
+    names = [model.layer_specs[i].name for i in model.execution_order]
+    opt = MatConvNetSGD(matconvnet_param_groups(model, trainable), lr=1e-3)
+    return model, opt, names.index(depth), objective_layers(model)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--videos", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=5)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--classes", type=int, default=101)
+    args = ap.parse_args()
+    from matconv_port.train.loop import forward_backward
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    V, T, S = args.videos, args.frames, args.size
+    rgb = torch.randn(V * T, 3, S, S, device=device) * 50
+    flow = torch.randn(V * T, 20, S, S, device=device) * 20
+    label = torch.randint(1, args.classes + 1, (V,), device=device).float()
+
+    ours, opt, frozen, objectives = build_ours(args.classes, T, device)
+    plain = PlainFused(args.classes, T).to(device).train()
+    for p in list(plain.rgb.parameters()) + list(plain.flow.parameters()):
+        p.requires_grad_(False)
+    popt = torch.optim.SGD([p for p in plain.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    ce = nn.CrossEntropyLoss(reduction="sum")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step_ours() -> float:
+        sync()
+        t0 = time.perf_counter()
+        forward_backward(ours, {"input": rgb, "input_flow": flow, "label": label}, V, frozen, objectives)
+        opt.step(batch_size=V)
+        for g in opt.param_groups:
+            for p in g["params"]:
+                p.grad = None
+        sync()
+        return time.perf_counter() - t0
+
+    def step_plain() -> float:
+        sync()
+        t0 = time.perf_counter()
+        s, t = plain(rgb, flow)
+        y = label.long() - 1
+        loss = ce(s, y) + ce(t, y)
+        loss.backward()
+        popt.step()
+        popt.zero_grad(set_to_none=True)
+        sync()
+        return time.perf_counter() - t0
+
+    for _ in range(args.warmup):
+        step_ours()
+        step_plain()
+    t_ours, t_plain = [], []
+    for _ in range(args.steps):
+        t_ours.append(step_ours())
+        t_plain.append(step_plain())
+    mo, mp = statistics.median(t_ours), statistics.median(t_plain)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; {V} video(s) x {T} frames of {S}x{S}; {args.steps} timed steps after {args.warmup} warm-up")
+    print(f"ours  (MatConvNetModel + MatConvNetSGD): median {mo:.3f} s/step = {V / mo:.3f} clips/s  (steps {[round(t, 3) for t in t_ours]})")
+    print(f"plain (nn.Sequential + nn.Conv3d + SGD): median {mp:.3f} s/step = {V / mp:.3f} clips/s  (steps {[round(t, 3) for t in t_plain]})")
+    print(f"ratio ours/plain throughput: {mp / mo:.3f}")
+
+
+if __name__ == "__main__":
+    main()
