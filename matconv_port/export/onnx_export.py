@@ -28,6 +28,7 @@ import copy
 import io
 import logging
 import os
+import re
 import tempfile
 import warnings
 from typing import Callable, Sequence
@@ -207,8 +208,15 @@ def _quiet():
             lg.setLevel(lv)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """First line of the innermost cause (the exporters wrap the real error)."""
+    seen = 0
+    while exc.__cause__ is not None and seen < 10:
+        exc, seen = exc.__cause__, seen + 1
+    text = _ANSI.sub("", str(exc)).strip()
     for line in text.splitlines():
         if line.strip():
             return f"{type(exc).__name__}: {line.strip()}"[:300]
@@ -267,7 +275,7 @@ def check_onnx(path: str, graph: OnnxGraph, shapes: dict[str, tuple[int, int, in
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # errors come back as exceptions; keep stderr clean
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     worst = 0.0
@@ -381,6 +389,7 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
         if errors and log is not None:
             log(f"note: {errors[0]}; exported with the {used} exporter instead")
         rel = float("nan")
+        hint = f" (custom layer(s) {', '.join(custom)} may have no faithful ONNX form)" if custom else ""
         if check:
             try:
                 sizes = [shapes]
@@ -390,10 +399,9 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
             except MatConvPortError:
                 raise
             except Exception as exc:  # onnxruntime refused the graph
-                raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph: "
-                                       f"{_first_line(exc)}") from None
+                raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph"
+                                       f"{hint}: {_first_line(exc)}") from None
             if not rel <= rtol:
-                hint = f" (custom layer(s) {', '.join(custom)} may have no faithful ONNX form)" if custom else ""
                 raise MatConvPortError(
                     f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
                     f"(limit {rtol:g}){hint}; nothing written")
