@@ -255,6 +255,12 @@ class ChunkResult:
     base_index: tuple[int, ...] = ()
     flips: tuple[bool, ...] = ()
 
+    def pin_memory(self) -> "ChunkResult":
+        """Called by ``DataLoader(pin_memory=True)`` (CUDA runs)."""
+        self.rgb = self.rgb.pin_memory() if self.rgb is not None else None
+        self.flow = self.flow.pin_memory() if self.flow is not None else None
+        return self
+
     def normalized(self, norm: Normalization, device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``clips x T x C x H x W`` float32 tensors on ``device``: mirrored where the
         clip says so (u inverted), then mean-subtracted (:func:`normalize`)."""

@@ -6,6 +6,7 @@ clip at a time, raw prediction maps averaged over space, then over clips and hea
 """
 from __future__ import annotations
 
+import json
 import os
 
 import cv2
@@ -53,20 +54,32 @@ def _direct_clip(root, video, clip, rgb_mean, flow_mean):
 
 @pytest.mark.skipif(not os.path.exists(FUSED), reason="fixtures/reference not present")
 def test_fused_reference_net_end_to_end(tmp_path):
-    classes = [f"k{i}" for i in range(7)]
-    root = make_dataset(str(tmp_path / "d"), {"v_k3_g01_c01": ("k3", 23)}, classes, size=(40, 52))
+    """``matconv-port eval`` on the bundled synthetic dataset (``prepare --synthetic``)."""
+    from click.testing import CliRunner
+
+    from matconv_port.cli import main
+    from matconv_port.data.synthetic import make_synthetic_dataset
+
+    root = str(tmp_path / "d")
+    info = make_synthetic_dataset(root, num_classes=7, videos_per_class=2, frames=23, height=40, width=52, seed=3)
     out = tmp_path / "out"
-    s = evaluate_split(EvalOptions(FUSED, root, out_dir=str(out), workers=0, progress=False), 1)
+    r = CliRunner().invoke(main, ["eval", "--split", "1", "--model", FUSED, "--data-root", root, "--out", str(out),
+                                  "--max-videos", "1", "--workers", "0", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
     assert s["num_videos"] == 1 and s["model_kind"] == "fused" and s["clips_per_video"] == 20
+    assert s["protocol"] == "fusion-paper" and 0 <= s["top1"] <= 1
+    video = str(np.load(out / "scores.npz")["videos"][0])
+    assert video in info["splits"][1]["test"]
     npz = np.load(out / "scores.npz")
     scores = npz["scores"][0]  # heads x clips x K
     np.testing.assert_allclose(npz["video_scores"][0], scores.mean(axis=(0, 1)), rtol=1e-6)
 
     model = load_model(FUSED)
     avg = np.asarray(model.meta["normalization"]["averageImage"], np.float32).ravel()
-    plan = plan_video(get_protocol("fusion-paper"), "v_k3_g01_c01", 4, 23)
+    plan = plan_video(get_protocol("fusion-paper"), video, 1, 23)
     for c in (0, 1, 13):  # a clip, its mirror, and one from the middle (every clip costs a forward pass)
-        rgb, flow = _direct_clip(root, "v_k3_g01_c01", plan.clips[c], avg[-3:], avg[:-3])
+        rgb, flow = _direct_clip(root, video, plan.clips[c], avg[-3:], avg[:-3])
         with torch.no_grad():
             v = model.forward_vars({"input": rgb, "input_flow": flow}, num_videos=1)
         want = np.stack([v[h].mean(dim=(0, 2, 3)).numpy() for h in ("x38_spatial", "x38_temporal")])
