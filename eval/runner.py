@@ -18,7 +18,7 @@ import base64
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -57,11 +57,22 @@ class EvalOptions:
     max_videos: int | None = None
 
 
-def resolve_protocol(name: str | None, kind: str) -> Protocol:
-    """The named protocol (checked against the net kind) or the paper's default."""
+def resolve_protocol(name: str | None, kind: str, frames_per_clip: int | None = None) -> Protocol:
+    """The named protocol (checked against the net kind) or the paper's default.
+
+    For a fused net built for ``T != 5`` frames per clip (``nFrames``), the fused
+    protocols use ``T``-frame clips and ``10*T`` samples, as the original's
+    ``numValFrames = nFrames*10`` and ``nFrameStack = nFrames`` do.
+    """
     if name is None:
-        return default_protocol("fused" if kind == "fused" else "single")
-    p = get_protocol(name)
+        p = default_protocol("fused" if kind == "fused" else "single")
+    else:
+        p = get_protocol(name)
+    if p.kind == "fused" and kind == "fused" and frames_per_clip and frames_per_clip != p.clip_len:
+        p = replace(p, samples=10 * int(frames_per_clip), clip_len=int(frames_per_clip),
+                    description=p.description + f" ({frames_per_clip}-frame clips, {10 * frames_per_clip} samples)")
+    if name is None:
+        return p
     if (p.kind == "fused") != (kind == "fused"):
         what = "a fused (RGB + flow) net" if p.kind == "fused" else "a single-stream net"
         raise DataError(f"protocol {p.name} is for {what}; this model is {kind}")
@@ -226,7 +237,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
         model = load_model(opts.model_path, device=device)
     if streams is None:
         streams = describe_model(model)
-    protocol = resolve_protocol(opts.protocol, streams.kind)
+    protocol = resolve_protocol(opts.protocol, streams.kind, streams.frames_per_clip)
     if opts.stream is not None and streams.kind != "fused" and opts.stream != streams.kind:
         raise DataError(f"--stream {opts.stream}: the model takes {streams.kind} input")
     splits_dir = opts.splits_dir or os.path.join(opts.data_root, "splits")

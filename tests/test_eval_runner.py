@@ -139,3 +139,11 @@ def test_split_all_mean(monkeypatch, data, tmp_path):
     per = [json.loads((tmp_path / "all" / f"split{k}" / "summary.json").read_text()) for k in (1, 2, 3)]
     assert s["top1"] == pytest.approx(np.mean([p["top1"] for p in per]))
     assert [p["num_videos"] for p in per] == [4, 3, 2]
+
+
+def test_fused_net_with_other_clip_length(monkeypatch, data, tmp_path):
+    # a fused net built for nFrames = 3: numValFrames = 30 samples, 3-frame clips, still 20 clips
+    patch_loader(monkeypatch, StandInModel("fused", frames_per_clip=3))
+    s = evaluate_split(_opts(data, tmp_path / "o"), 1)
+    npz = np.load(tmp_path / "o" / "scores.npz")
+    assert s["clips_per_video"] == 20 and npz["clip_frames"].shape == (4, 20, 3)

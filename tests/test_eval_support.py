@@ -61,7 +61,8 @@ class StandInModel(torch.nn.Module):
     ``calls`` counts forward calls; ``fail_after`` raises KeyboardInterrupt.
     """
 
-    def __init__(self, kind: str = "fused", num_classes: int = 4, means=None, fail_after: int | None = None):
+    def __init__(self, kind: str = "fused", num_classes: int = 4, means=None, fail_after: int | None = None,
+                 frames_per_clip: int = 5):
         super().__init__()
         self.kind = kind
         self.K = num_classes
@@ -74,7 +75,7 @@ class StandInModel(torch.nn.Module):
                      "classes": {"name": [f"c{i}" for i in range(num_classes)]}}
         self.input_vars = {"fused": ["input", "input_flow"], "rgb": ["x0"], "flow": ["x0"]}[kind]
         self.prediction_vars = ["pred_rgb", "pred_flow"] if kind == "fused" else ["pred"]
-        self.frames_per_clip = 5 if kind == "fused" else None
+        self.frames_per_clip = frames_per_clip if kind == "fused" else None
         self.layer_specs = []
         self.calls = 0
         self.items = 0
