@@ -404,7 +404,8 @@ class Trainer:
                 if not idx:
                     continue
                 vids = [subset[i] for i in idx]
-                self._train_sub_batch(vids, epoch, bi, s, running)
+                # seeds follow the global sub-batch index: the same run on 1 or W processes
+                self._train_sub_batch(vids, epoch, bi, s * info.world_size + info.rank, running)
             num += batch_size
             self._apply_update(batch_size, running, stat_keys)
             avgs = running.averages()
