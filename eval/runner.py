@@ -213,6 +213,17 @@ def _clip_scores(model: Any, streams: ModelStreams, res: ChunkResult, device: to
     return np.stack(heads)
 
 
+def _device(name: str) -> torch.device:
+    """``--device`` as a torch device; a clear error for a bad name or missing CUDA."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise MatConvPortError(f"--device {name}: not a device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MatConvPortError(f"--device {name}: no CUDA device is available")
+    return device
+
+
 def _default_batch_clips(protocol: Protocol) -> int:
     if protocol.kind == "fused":
         return 2
@@ -230,9 +241,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
 
     out_dir = out_dir or opts.out_dir
     os.makedirs(out_dir, exist_ok=True)
-    device = torch.device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MatConvPortError("--device cuda: no CUDA device is available")
+    device = _device(opts.device)
     if model is None:
         model = load_model(opts.model_path, device=device)
     if streams is None:
@@ -345,9 +354,7 @@ def evaluate(opts: EvalOptions, split: str | int) -> dict:
 
     if str(split) != "all":
         return evaluate_split(opts, int(split))
-    device = torch.device(opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MatConvPortError("--device cuda: no CUDA device is available")
+    device = _device(opts.device)
     model = load_model(opts.model_path, device=device)
     streams = describe_model(model)
     per = {}

@@ -100,6 +100,11 @@ def test_missing_frame_error_or_skip(monkeypatch, data, tmp_path):
         evaluate_split(_opts(data, tmp_path / "a"), 1)
     s = evaluate_split(_opts(data, tmp_path / "b", skip_missing=True), 1)
     assert s["num_videos"] == 3 and [x["video"] for x in s["skipped"]] == ["v_c1_g01_c01"]
+    with open(os.path.join(data, "jpegs_256", "v_c2_g01_c01", "frame000006.jpg"), "wb") as f:
+        f.write(b"not a jpeg")  # frame 6 is the first sample of every fused plan
+    s = evaluate_split(_opts(data, tmp_path / "c", skip_missing=True), 1)
+    reasons = {x["video"]: x["reason"] for x in s["skipped"]}
+    assert s["num_videos"] == 2 and "frame000006.jpg: not a readable JPEG" in reasons["v_c2_g01_c01"]
 
 
 def test_short_video_and_missing_folder(monkeypatch, tmp_path):

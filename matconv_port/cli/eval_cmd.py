@@ -36,7 +36,7 @@ def _split_value(value: str) -> str:
               help="Chooses among the windows the original may pick at random (long videos).")
 @click.option("--skip-missing", is_flag=True, help="Skip (and report) videos with missing/unreadable frames or too few frames.")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes decoding JPEGs.")
-@click.option("--batch-clips", type=int, default=None, help="Clips per forward pass (default: 2 fused, 10 dense, 10/6/2 crops).")
+@click.option("--batch-clips", type=int, default=None, help="Clips per forward pass (default: 2 for fused nets, 10 dense, 20/12/4 for crops10/6/2).")
 @click.option("--max-videos", type=int, default=None, hidden=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--plan-only", "plan_only", type=click.Path(dir_okay=False), default=None,
