@@ -31,8 +31,11 @@ from matconv_port.netspec import NetSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(REPO, "fixtures", "reference", "fusion_twostream_vgg16narrow_a.mat")
-# other fusion cases computed by the original code (same layout), when present
-CASES = sorted({REFERENCE, *glob.glob(os.path.join(REPO, "fixtures", "*", "fusion_twostream_*.mat"))})
+# other fusion cases computed by the original code (same layout, plus ``fusion_opts``:
+# the script's options used), when present; FUSION_EXTRA_FIXTURES may name another folder
+_EXTRA = os.environ.get("FUSION_EXTRA_FIXTURES", "")
+CASES = sorted({REFERENCE, *glob.glob(os.path.join(REPO, "fixtures", "*", "fusion_twostream_*.mat")),
+                *(glob.glob(os.path.join(_EXTRA, "fusion_twostream_*.mat")) if _EXTRA else [])})
 RTOL = 1e-5
 
 
@@ -112,6 +115,27 @@ class Case:
                        "input_flow": from_matconvnet_layout(torch.from_numpy(np.asarray(d["input_flow"], np.float32))),
                        "label": torch.from_numpy(np.asarray(d["label"], np.float64).ravel(order="F"))}
         self.expected = dict(d["outputs"])
+        self.options, self.cli_args = self._options(d.get("fusion_opts"))
+
+    def _options(self, fo) -> tuple[FusionOptions, list[str]]:
+        """FusionOptions and ``fuse`` CLI flags equal to the script options of the file."""
+        if not fo:
+            return FusionOptions(frames=self.frames), ["--frames", str(self.frames)]
+        num = lambda k: float(np.ravel(fo[k])[0])  # noqa: E731
+        rows = list(fo["fusionLayer"])
+        layers = [(str(rows[i]), str(rows[i + len(rows) // 2])) for i in range(len(rows) // 2)]
+        opts = FusionOptions(fusion_layers=layers, fusion_type="sum" if num("doSum") else "conv",
+                             conv3d=bool(num("addConv3D")), pool3d=bool(num("addPool3D")),
+                             init_method=str(fo["initMethod"]), fuse_into=str(fo["fuseInto"]),
+                             remove_fuse_from=bool(num("removeFuseFrom")), frames=int(num("nFrames")),
+                             dropout_rate=num("dropOutRatio"))
+        args = ["--frames", str(opts.frames), "--type", opts.fusion_type, "--init", opts.init_method,
+                "--fuse-into", opts.fuse_into, "--dropout", str(opts.dropout_rate),
+                "--conv3d" if opts.conv3d else "--no-conv3d", "--pool3d" if opts.pool3d else "--no-pool3d",
+                *(["--remove-fuse-from"] if opts.remove_fuse_from else [])]
+        for a, b in layers:
+            args += ["--layer", f"{a}:{b}"]
+        return opts, args
 
     def write_streams(self, folder) -> tuple[str, str]:
         a, b = os.path.join(folder, "rgb_stream.mat"), os.path.join(folder, "flow_stream.mat")
@@ -132,7 +156,7 @@ def streams(case, tmp_path_factory):
 
 # ---------------------------------------------------------------------------- tests
 def test_build_equals_stored_net(case, streams):
-    ours = build_fused_netspec(load_netspec(streams[0]), load_netspec(streams[1]), FusionOptions(frames=case.frames))
+    ours = build_fused_netspec(load_netspec(streams[0]), load_netspec(streams[1]), case.options)
     ref = load_netspec(case.path)
     assert_same_spec(ours, ref)
     assert len(ours.layers) == len(ref.layers)
@@ -140,26 +164,27 @@ def test_build_equals_stored_net(case, streams):
 
 def test_stored_net_matches_matconvnet(case):
     model = load_model(case.path, lrn_mode="fast")
-    assert model.frames_per_clip == case.frames
+    assert model.frames_per_clip in (case.frames, None)
     values = model.forward_vars(dict(case.inputs), num_videos=case.num_videos)
     assert compare_vars(values, case.expected) == len(case.expected) - 1
 
 
 def test_cli_fuse_matches_matconvnet(case, streams, tmp_path):
     out = str(tmp_path / "fused.pt")
-    result = CliRunner().invoke(main, ["fuse", *streams, "-o", out, "--frames", str(case.frames)])
+    result = CliRunner().invoke(main, ["fuse", *streams, "-o", out, *case.cli_args])
     assert result.exit_code == 0, result.output
     assert "relu5_3_concat" in result.output and os.path.exists(out)
     model = load_model(out, lrn_mode="fast")
-    assert model.frames_per_clip == case.frames
+    assert model.frames_per_clip in (case.frames, None)
     ref = load_model(case.path)
     assert model.var_names == ref.var_names and model.input_vars == ["input", "input_flow"]
     values = model.forward_vars(dict(case.inputs), num_videos=case.num_videos)
     assert set(values) == set(ref.forward_vars(dict(case.inputs), num_videos=case.num_videos))
     compare_vars(values, case.expected)
     # without num_videos the frame count stored in the file is used
-    again = model.forward_vars(dict(case.inputs))
-    assert torch.equal(again["x38_spatial"], values["x38_spatial"])
+    if model.frames_per_clip:
+        again = model.forward_vars(dict(case.inputs))
+        assert torch.equal(again["x38_spatial"], values["x38_spatial"])
 
 
 def test_fuse_from_converted_files_gives_the_same_net(case, streams, tmp_path):
@@ -172,7 +197,7 @@ def test_fuse_from_converted_files_gives_the_same_net(case, streams, tmp_path):
         save_converted(MatConvNetModel(load_netspec(path)), pt)
         pts.append(pt)
     out = str(tmp_path / "fused.pt")
-    result = CliRunner().invoke(main, ["fuse", *pts, "-o", out, "--frames", str(case.frames)])
+    result = CliRunner().invoke(main, ["fuse", *pts, "-o", out, *case.cli_args])
     assert result.exit_code == 0, result.output
     # a MatConvNetModel lists params in order of first use (as MATLAB's loadobj does)
     assert_same_spec(load_model(out).to_netspec(), load_netspec(case.path), param_order=False)

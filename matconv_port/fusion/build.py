@@ -121,6 +121,22 @@ def _as_list(value: Any) -> list:
     return [float(v) for v in arr.reshape(-1, order="F")]
 
 
+def filter_pad(value: Any) -> list[float]:
+    """``dagnn.Filter``'s ``set.pad``: a scalar -> 4 copies, ``[a b]`` -> ``[a a b b]``."""
+    pad = _as_list(value)
+    if len(pad) == 1:
+        return pad * 4
+    if len(pad) == 2:
+        return [pad[0], pad[0], pad[1], pad[1]]
+    return pad
+
+
+def filter_stride(value: Any) -> list[float]:
+    """``dagnn.Filter``'s ``set.stride``: a scalar -> 2 copies."""
+    stride = _as_list(value)
+    return stride * 2 if len(stride) == 1 else stride
+
+
 def _matlab_mean_hw(avg: Any) -> np.ndarray | None:
     """``mean(mean(avg, 1), 2)`` with MATLAB/Octave's sequential accumulation in the
     array's own precision (single stays single). Vectors are taken as ``1 x 1 x C``."""
@@ -228,8 +244,9 @@ def insert_conv_layers(spec: NetSpec, layer_idx: list[int], init_method: str,
         name = f"_fusion_{k + 1}"
         filters = init_weight(init_method, 1, 1, in_, out, rng=rng)
         conv_name, relu_name = f"conv{name}", f"relu{name}"
-        conv_block = {"size": [float(s) for s in filters.shape], "hasBias": True, "opts": ["cuDNN"],
-                      "pad": 0.0, "stride": 1.0}
+        # dagnn.Conv's setters: size padded to 4 dims, pad 0 -> [0 0 0 0], stride 1 -> [1 1]
+        conv_block = {"size": ([float(s) for s in filters.shape] + [1.0] * 4)[:4], "hasBias": True,
+                      "opts": ["cuDNN"], "pad": filter_pad(0.0), "stride": filter_stride(1.0)}
         for lname, ltype, block, params in ((conv_name, "dagnn.Conv", conv_block, [f"{conv_name}f", f"{conv_name}b"]),
                                             (relu_name, "dagnn.ReLU", dict(RELU_BLOCK), [])):
             S.add_layer_at(spec, i, lname, ltype, block, list(spec.layers[i].outputs), [f"x_{lname}"], params)
@@ -246,8 +263,8 @@ def _pool3d_block(pool5: LayerSpec, frames: int) -> dict:
     b = pool5.block
     return {"method": "max",
             "poolSize": _as_list(b.get("poolSize", [1.0, 2.0])) + [float(frames)],
-            "pad": _as_list(b.get("pad", [0.0, 0.0, 0.0, 0.0])) + [0.0, 0.0],
-            "stride": _as_list(b.get("stride", [1.0, 1.0])) + [2.0]}
+            "pad": filter_pad(b.get("pad", [0.0, 0.0, 0.0, 0.0])) + [0.0, 0.0],
+            "stride": filter_stride(b.get("stride", [1.0, 1.0])) + [2.0]}
 
 
 def _replace_pool5(net: NetSpec, tower: str, frames: int, required: bool) -> None:
