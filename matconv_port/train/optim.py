@@ -99,13 +99,15 @@ class MatConvNetSGD(Optimizer):
                 if buf is None:
                     buf = torch.zeros_like(p)
                     state["momentum_buffer"] = buf
-                # m = momentum*m - thisDecay*w - (1/N)*der   (left to right, as MATLAB)
-                new = buf * g["momentum"]
-                new = new - p * this_decay
-                new = new - der.to(p.dtype) * inv_n
-                buf.copy_(new)
+                # m = momentum*m - thisDecay*w - (1/N)*der, each product rounded on its own
+                # and subtracted left to right (as MATLAB evaluates it); one scratch tensor
+                tmp = torch.mul(p, this_decay)
+                buf.mul_(g["momentum"]).sub_(tmp)
+                torch.mul(der.to(p.dtype), inv_n, out=tmp)
+                buf.sub_(tmp)
                 # w = w + thisLR*m
-                p.add_(buf * this_lr)
+                torch.mul(buf, this_lr, out=tmp)
+                p.add_(tmp)
         return loss
 
 
