@@ -21,13 +21,14 @@ def command(model: str, input_size: str | None, custom_layers: tuple[str, ...]) 
     for path in custom_layers:
         load_custom_layers(path)
     net = load_model(model, warn=lambda m: click.echo(m, err=True))
-    for line in describe(net, parse_size(input_size)):
+    lines = describe(net, parse_size(input_size))
+    for line in lines:
         click.echo(line)
     try:
         from matconv_port.fusion import describe_fusion
     except ImportError:
         return
-    extra = describe_fusion(net)
+    extra = [line for line in describe_fusion(net) if line not in lines]
     if extra:
         click.echo("")
         for line in extra:
