@@ -112,3 +112,15 @@ def test_fused_training_both_heads(data_root, tmp_path):
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert "conv3Df" in changed
     assert not any(n.startswith(("conv1_1", "conv2_1", "conv5_3")) for n in changed)
+
+
+def test_save_matconvnet_checkpoints(data_root, tmp_path):
+    from matconv_port import load_model
+
+    m = _net("flow")
+    Trainer(m, _opts(data_root, tmp_path, num_epochs=1, save_matconvnet=True), log=lambda s: None).fit()
+    assert (tmp_path / "net-epoch-1.mat").exists() and (tmp_path / "net-final.mat").exists()
+    mat = load_model(str(tmp_path / "net-final.mat"))
+    pt = load_model(str(tmp_path / "net-final.pt"))
+    x = torch.randn(3, 20, *SIZE)
+    torch.testing.assert_close(mat(x), pt(x), rtol=1e-6, atol=1e-6)
