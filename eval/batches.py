@@ -14,8 +14,9 @@ What the original getBatch functions do (``cnn_ucf101_get_im_flow_batch.m``,
 * Dense mode (``augmentation = 'none'``) feeds the whole frame; it is resized only when
   its size falls outside ``[S, 2S]`` per side (``S`` the net's input size), so the
   stored 256 x 340 frames are fed as they are for ``S = 224``. (When a resize is
-  needed the original calls MATLAB ``imresize``; here ``cv2.resize`` bilinear, which
-  is not bit-identical.) Crop mode takes ``S x S`` boxes of the stored frame.
+  needed the original calls MATLAB ``imresize`` (bicubic, a = -0.5, antialiased when
+  shrinking); here ``cv2.resize`` bicubic (a = -0.75) on float32: close, not
+  bit-identical.) Crop mode takes ``S x S`` boxes of the stored frame.
 * Mean subtraction after flipping: the per-channel mean of
   ``meta.normalization.averageImage`` (``mean(mean(avg, 1), 2)``); for the fused
   net 20 flow means then 3 RGB means. In crop mode a full ``S x S`` mean image is
@@ -186,7 +187,7 @@ def gather_clip(
         if img.shape[0] != h_min or img.shape[1] != w_min:
             img = img[:h_min, :w_min]
         if resize:
-            img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=cv2.INTER_LINEAR)
+            img = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=cv2.INTER_CUBIC)
         return _take(img, clip.crop, clip.flip)
 
     rgb_out = None
