@@ -25,8 +25,9 @@ def fuse_files(rgb_model: str, flow_model: str, output: str, options: FusionOpti
     spec_a = load_netspec_any(rgb_model)
     spec_b = load_netspec_any(flow_model)
     fused = build_fused_netspec(spec_a, spec_b, options, warn=warn)
+    del spec_a, spec_b  # the fused spec shares their arrays; let them go once copied
     fused.source = os.path.basename(output)
-    model = MatConvNetModel(fused, warn=warn)
+    model = MatConvNetModel(fused, warn=warn, release_spec_values=True)
     save_converted(model, output)
     if log:
         from matconv_port.fusion.describe import describe_fusion
