@@ -73,19 +73,19 @@ def test_reports_and_metrics(monkeypatch, data, tmp_path):
 
 def test_resume_after_interruption(monkeypatch, data, tmp_path):
     out = tmp_path / "out"
-    patch_loader(monkeypatch, StandInModel("fused", fail_after=25))  # 10 batches per video: dies in video 3
+    patch_loader(monkeypatch, StandInModel("rgb", fail_after=12))  # dense25: 5 batches per video: dies in video 3
     with pytest.raises(KeyboardInterrupt):
         evaluate_split(_opts(data, out), 1)
     lines = (out / SCORES_LOG).read_text().splitlines()
     assert len(lines) == 3  # header + 2 complete videos
     with open(out / SCORES_LOG, "a") as f:
         f.write('{"video": "v_c1_g01_c01", "label": 2, "sco')  # a torn write
-    model = StandInModel("fused")
+    model = StandInModel("rgb")
     patch_loader(monkeypatch, model)
     evaluate_split(_opts(data, out), 1)
-    assert model.calls == 20  # only the 2 videos not yet scored
+    assert model.calls == 10  # only the 2 videos not yet scored
     resumed = np.load(out / "scores.npz")
-    patch_loader(monkeypatch, StandInModel("fused"))
+    patch_loader(monkeypatch, StandInModel("rgb"))
     evaluate_split(_opts(data, tmp_path / "fresh"), 1)
     fresh = np.load(tmp_path / "fresh" / "scores.npz")
     np.testing.assert_array_equal(resumed["scores"], fresh["scores"])
