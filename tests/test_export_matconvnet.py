@@ -246,3 +246,21 @@ def test_real_model_round_trip(path, tmp_path):
     _assert_same_params(model, back)
     assert [(l.name, l.type, l.inputs, l.outputs) for l in model.layer_specs] == \
            [(l.name, l.type, l.inputs, l.outputs) for l in back.layer_specs]
+
+
+def test_fusion_built_net_round_trip(tmp_path):
+    """The fused net as our fusion code builds it from the fixture's two stream nets."""
+    from matconv_port.fusion import FusionOptions, build_fused_netspec
+
+    a, b = _spec_of_variable(FUSED, "netA_spatial_stream"), _spec_of_variable(FUSED, "netB_temporal_stream")
+    model = MatConvNetModel(build_fused_netspec(a, b, FusionOptions(frames=5)))
+    out = tmp_path / "fused.mat"
+    export_matconvnet(model, str(out))
+    back = load_model(str(out))
+    _assert_same_params(model, back)
+    gen = torch.Generator().manual_seed(0)
+    inputs = {"input": torch.randn(10, 3, 40, 40, generator=gen), "input_flow": torch.randn(10, 20, 40, 40, generator=gen),
+              "label": torch.tensor([2.0, 5.0])}
+    with torch.no_grad():
+        ya, yb = model.forward_vars(dict(inputs), num_videos=2), back.forward_vars(dict(inputs), num_videos=2)
+    assert ya.keys() == yb.keys() and all(torch.equal(ya[k], yb[k]) for k in ya)
