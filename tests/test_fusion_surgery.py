@@ -94,3 +94,10 @@ def test_find_layers_is_substring_match():
     spec = _chain()
     assert S.find_layers(spec, "conv") == [0]
     assert S.find_layers(spec, "l") == [1, 3]
+
+
+def test_from_layers_refuses_duplicate_layer_names():
+    l1 = LayerSpec("a", "dagnn.ReLU", ["x"], ["y"])
+    l2 = LayerSpec("a", "dagnn.ReLU", ["y"], ["z"])
+    with pytest.raises(ModelFormatError, match="'a'"):
+        S.from_layers([l1, l2])

@@ -60,7 +60,11 @@ def from_layers(layers: Iterable[LayerSpec], params: Iterable[ParamSpec] = (), m
     vars): vars and params are created in order of first appearance in the layers;
     values/learning rates of params and ``precious`` of vars are then copied by name."""
     spec = NetSpec(layers=[], params={}, vars=[], meta=dict(meta or {}), source=source)
+    names: set[str] = set()
     for layer in layers:
+        if layer.name in names:  # addLayer refuses it
+            raise ModelFormatError(f"{source or 'network'}: there is already a layer with name {layer.name!r}")
+        names.add(layer.name)
         spec.layers.append(layer)
         for n in list(layer.inputs) + list(layer.outputs):
             add_var(spec, n)
