@@ -127,3 +127,18 @@ def test_custom_layer_without_onnx_form(tmp_path):
     line = _one_line_error(code, err)
     assert "PythonReLU" not in line and "dagnn.ReLU" in line  # names the layer and its type
     assert os.listdir(out_dir) == []
+
+
+def test_converted_file_with_outputs(tmp_path):
+    """A converted .pt in, pruned to the layers --outputs needs, MatConvNet DagNN out."""
+    from matconv_port.serialization import save_converted
+
+    pt = tmp_path / "misc.pt"
+    save_converted(load_model(MISC), str(pt))
+    out = tmp_path / "pruned.mat"
+    code, _, err = _run([str(pt), "-o", str(out), "--outputs", "pool3d"])
+    assert code == 0, err
+    names = [l.name for l in load_model(str(out)).layer_specs]
+    assert names[-1] == "pool3d" and "fc" not in names and "loss" not in names
+    code, _, err = _run([str(pt), "-o", str(tmp_path / "x.onnx"), "--outputs", "pool3d", "--exporter", "torchscript"])
+    assert code == 0, err

@@ -24,6 +24,22 @@ def _format(fmt: str | None, out: str) -> str:
     return _EXTENSIONS[ext]
 
 
+def _load(path: str, outputs: list[str] | None):
+    """The model, restricted to what ``outputs`` need (a converted ``.pt`` is pruned here,
+    from its NetSpec, with the converter's ``prune_to_outputs``)."""
+    from matconv_port.loading import load_model
+    from matconv_port.serialization import is_converted_file
+
+    warn = lambda m: click.echo(m, err=True)  # noqa: E731
+    if outputs and os.path.isfile(path) and is_converted_file(path):
+        from matconv_port.converters.loader import prune_to_outputs
+        from matconv_port.network import MatConvNetModel
+
+        full = load_model(path, warn=warn)
+        return MatConvNetModel(prune_to_outputs(full.to_netspec(), outputs), warn=warn).eval()
+    return load_model(path, outputs=outputs, warn=warn)
+
+
 def _positive(value: int | None, option: str) -> None:
     if value is not None and value < 1:
         raise MatConvPortError(f"{option} must be a positive integer, got {value}")
@@ -63,7 +79,6 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
     nets) to ONNX or back to a MatConvNet DagNN .mat file (what dagnn.DagNN.saveobj
     writes; load it with dagnn.DagNN.loadobj). Nothing is written on any error."""
     from matconv_port.layers.registry import load_custom_layers
-    from matconv_port.loading import load_model
 
     kind = _format(fmt, out)
     folder = os.path.dirname(os.path.abspath(out))
@@ -87,7 +102,7 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
     for path in custom_layers:
         load_custom_layers(path)
 
-    net = load_model(model, outputs=wanted, warn=lambda m: click.echo(m, err=True))
+    net = _load(model, wanted)
     if kind == "onnx":
         from matconv_port.export.onnx_export import export_onnx
 
