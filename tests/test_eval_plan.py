@@ -126,3 +126,18 @@ def test_plan_only_short_video_error_and_skip(tmp_path):
     r = CliRunner().invoke(main, args + ["--skip-missing"])
     assert r.exit_code == 0
     assert [json.loads(x)["video"] for x in out.read_text().splitlines()] == ["v_A_g01_c02"]
+
+
+def test_plan_only_hmdb51(tmp_path):
+    root = make_dataset(str(tmp_path / "d"), {"clipA_0": ("x", 30), "clipB_1": ("y", 30)}, ["x", "y"])
+    s = tmp_path / "hmdb_splits"
+    s.mkdir()
+    (s / "x_test_split1.txt").write_text("clipA_0.avi 2 \nclipA_9.avi 1 \n")
+    (s / "y_test_split1.txt").write_text("clipB_1.avi 2 \nclipB_7.avi 0 \n")
+    out = tmp_path / "p.jsonl"
+    r = CliRunner().invoke(main, ["eval", "--split", "1", "--data-root", root, "--dataset", "hmdb51", "--splits-dir", str(s),
+                                  "--protocol", "crops10", "--stream", "flow", "--plan-only", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["video"], x["label"]) for x in rows] == [("clipA_0", 1), ("clipB_1", 2)]
+    assert len(rows[0]["clips"]) == 250 and rows[0]["clips"][8]["crop"] == [58, 16, 224, 224]
