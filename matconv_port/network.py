@@ -158,8 +158,9 @@ class MatConvNetModel(nn.Module):
 
     @property
     def prediction_vars(self) -> list[str]:
-        """Vars holding raw class scores: the first input of each loss layer (in layer
-        order, unique); for a net without loss layers, its terminal vars."""
+        """Vars holding raw class scores (before softmax/loss): the first input of each
+        loss layer (in layer order, unique); for a net without loss layers, its terminal
+        vars, taking a final SoftMax's input instead of its probabilities."""
         preds: list[str] = []
         for m, l in zip(self.layers, self.layer_specs):
             if m.needs_label and l.inputs and l.inputs[0] not in preds:
@@ -167,7 +168,14 @@ class MatConvNetModel(nn.Module):
         if preds:
             return preds
         consumed = {i for l in self.layer_specs for i in l.inputs}
-        return [v for l in self.layer_specs for v in l.outputs if v not in consumed]
+        for l in self.layer_specs:
+            for v in l.outputs:
+                if v in consumed:
+                    continue
+                v = l.inputs[0] if l.type == "dagnn.SoftMax" and l.inputs else v
+                if v not in preds:
+                    preds.append(v)
+        return preds
 
     @property
     def output_vars(self) -> list[str]:
@@ -223,12 +231,32 @@ class MatConvNetModel(nn.Module):
         ``outputs``: stop once these vars are computed (default: run everything).
         """
         ctx, values = self._prepare(inputs, num_videos, training)
-        wanted = set(outputs) if outputs else None
+        if not outputs:
+            for li in self.execution_order:
+                self._run_layer(li, values, ctx)
+            return values
+        # only some vars wanted: free every other var after its last reader, as
+        # MatConvNet's conserveMemory does, and stop once the wanted vars exist
+        wanted = set(outputs)
+        last_reader = self._last_readers()
         for li in self.execution_order:
             self._run_layer(li, values, ctx)
-            if wanted is not None and wanted.issubset(values):
+            for v in self.layer_specs[li].inputs:
+                if last_reader.get(v) == li and v not in wanted:
+                    values.pop(v, None)
+            if wanted.issubset(values):
                 break
         return values
+
+    def _last_readers(self) -> dict[str, int]:
+        """Var name -> index of the last layer (in execution order) that reads it."""
+        if getattr(self, "_last_reader_cache", None) is None:
+            last: dict[str, int] = {}
+            for li in self.execution_order:
+                for v in self.layer_specs[li].inputs:
+                    last[v] = li
+            self._last_reader_cache = last
+        return self._last_reader_cache
 
     def _prepare(self, inputs: dict[str, Any], num_videos: int | None, training: bool | None):
         dtype, device = self.dtype, self.device

@@ -103,8 +103,9 @@ def mcn_array(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def relative_error(ours: torch.Tensor, ref) -> float:
-    """max |ours - ref| / max |ref| with MATLAB's dropped trailing singleton dims ignored."""
+def relative_error(ours: torch.Tensor, ref, scale: float | None = None) -> float:
+    """max |ours - ref| / max |ref| with MATLAB's dropped trailing singleton dims ignored.
+    ``scale`` replaces max |ref| when given (see :func:`reference_scale`)."""
     a = mcn_array(ours)
     b = np.asarray(ref, dtype=np.float64)
     a_flat, b_flat = a.reshape(-1, order="F"), b.reshape(-1, order="F")
@@ -112,7 +113,9 @@ def relative_error(ours: torch.Tensor, ref) -> float:
     a_shape = [s for s in a.shape]
     b_shape = list(b.shape) + [1] * (len(a_shape) - b.ndim)
     assert a_shape[: len(b_shape)] == b_shape[: len(a_shape)], f"shape {a.shape} vs MatConvNet {b.shape}"
-    scale = max(float(np.abs(b_flat).max()) if b_flat.size else 0.0, 1e-30)
+    if scale is None:
+        scale = float(np.abs(b_flat).max()) if b_flat.size else 0.0
+    scale = max(scale, 1e-30)
     return float(np.abs(a_flat - b_flat).max() / scale) if a_flat.size else 0.0
 
 
@@ -132,6 +135,19 @@ def lrn_exact_tolerances(model) -> dict[str, float]:
             for o in l.outputs:
                 tol[o] = upstream
     return tol
+
+
+def reference_scale(case: "ParityCase", model, name: str) -> float:
+    """max |MatConvNet value| of a var; for a var that is exactly 0 everywhere (e.g. a
+    loss saturated in single precision) the largest input of the layer that wrote it,
+    which is what bounds the rounding error of that output."""
+    ref = np.asarray(case.expected[name], dtype=np.float64)
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    if scale > 0:
+        return scale
+    writer = next((l for l in model.layer_specs if name in l.outputs), None)
+    inputs = [v for v in (writer.inputs if writer else []) if v in case.expected and v not in model.label_vars]
+    return max([float(np.abs(np.asarray(case.expected[v], dtype=np.float64)).max()) for v in inputs], default=0.0)
 
 
 def run_case(case: ParityCase, model) -> dict[str, torch.Tensor]:

@@ -18,7 +18,8 @@ import os
 import pytest
 import torch
 
-from parity_utils import RTOL_FP32, fixture_files, load, load_case, lrn_exact_tolerances, relative_error, run_case
+from parity_utils import (RTOL_FP32, fixture_files, load, load_case, lrn_exact_tolerances, reference_scale,
+                          relative_error, run_case)
 
 FILES = fixture_files()
 
@@ -48,7 +49,7 @@ def test_every_var_matches_matconvnet(path, lrn_mode):
         if name in model.label_vars:
             continue
         assert name in values, f"var {name} not computed; have {sorted(values)[:20]}"
-        err = relative_error(values[name], ref)
+        err = relative_error(values[name], ref, reference_scale(case, model, name))
         tol = after_lrn.get(name, RTOL_FP32)
         checked += 1
         if not err <= tol:
@@ -66,7 +67,7 @@ def test_float64_mode(path):
         if name in model.label_vars:
             continue
         assert values[name].dtype == torch.float64 or name in case.inputs
-        assert relative_error(values[name], ref) <= RTOL_FP32, name
+        assert relative_error(values[name], ref, reference_scale(case, model, name)) <= RTOL_FP32, name
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
