@@ -343,15 +343,20 @@ class Trainer:
             self.log(f"resuming by loading epoch {start}")
             state = load_checkpoint_into(checkpoint_path(opts.out, start), self.model, self.optimizer)
             self.stats = state.get("stats") or self.stats
+            saved = state.get("options") or {}
+            ignore = {"resume", "progress", "device", "threads", "num_epochs", "final_eval", "cache_frames"}
+            changed = [k for k, v in opts.as_dict().items() if k not in ignore and k in saved and saved[k] != v]
+            if changed:
+                self.log(f"warning: resuming with options that differ from the checkpoint's: {', '.join(changed)}")
         for epoch in range(start + 1, opts.epochs + 1):
             tr = self.train_epoch(epoch)
             self.stats["train"].append(tr)
             if opts.validate and self.val_videos:
                 self.stats["val"].append(self.validate_epoch(epoch))
             if self.info.is_main:
-                save_checkpoint(checkpoint_path(opts.out, epoch), self.model, self.optimizer, self.stats, opts, epoch)
-                if opts.save_matconvnet:
+                if opts.save_matconvnet:  # before the .pt: a checkpoint implies its .mat
                     self._save_matconvnet(os.path.join(opts.out, f"net-epoch-{epoch}.mat"))
+                save_checkpoint(checkpoint_path(opts.out, epoch), self.model, self.optimizer, self.stats, opts, epoch)
                 write_stats_json(os.path.join(opts.out, "stats.json"), self.stats)
                 try:
                     plot_curves(os.path.join(opts.out, "net-train.png"), self.stats)
