@@ -72,10 +72,16 @@ class Run:
     stderr: str = ""
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> Run:
-    """Run ``cmd`` in a fresh child; its own wall time, CPU time and peak RSS."""
+def run_measured(cmd: list[str], cwd: str | None = None, pythonpath: str | None = None) -> Run:
+    """Run ``cmd`` in a fresh child (in ``cwd``: not the repository, whose folders
+    would shadow the installed package for ``python -c``; with ``pythonpath`` put
+    first on ``PYTHONPATH``); its own wall time, CPU time and peak RSS."""
+    env = None
+    if pythonpath:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env)
     # os.wait4 gives the rusage of THIS child only (RUSAGE_CHILDREN would be the max
     # over every child so far). stderr is small; read it after the wait.
     _, status, usage = os.wait4(proc.pid, 0)
@@ -205,18 +211,19 @@ def _git_rev() -> str:
         return "?"
 
 
-def summarise(key: str, info: dict, runs: dict[str, list[Run]]) -> dict:
+def summarise(key: str, info: dict, runs: dict[str, list[Run]], variant: str = "convert") -> dict:
     med = {k: (statistics.median(r.wall_s for r in v), statistics.median(r.cpu_s for r in v),
                max(r.peak_rss for r in v)) for k, v in runs.items()}
     w = info["weight_bytes"]
     bw, bc, br = med["baseline"]
-    cw, cc, cr = med["convert"]
+    cw, cc, cr = med[variant]
     tr = med["torch"][2]
-    return {"model": key, "mat": info["mat_version"], "weights_mib": w / MiB, "file_mib": info["file_bytes"] / MiB,
+    label = key if variant == "convert" else f"{key} [{variant[len('convert:'):]}]"
+    return {"model": label, "mat": info["mat_version"], "weights_mib": w / MiB, "file_mib": info["file_bytes"] / MiB,
             "base_wall": bw, "conv_wall": cw, "time_ratio": cw / bw, "base_cpu": bc, "conv_cpu": cc,
             "cpu_ratio": cc / bc, "torch_mib": tr / MiB, "base_peak_mib": br / MiB, "conv_peak_mib": cr / MiB,
             "peak_ratio": cr / w, "peak_above_torch_ratio": (cr - tr) / w,
-            "base_peak_ratio": br / w, "n": len(runs["convert"])}
+            "base_peak_ratio": br / w, "n": len(runs[variant])}
 
 
 def markdown(rows: list[dict], machine: dict[str, str], label: str) -> str:
@@ -255,34 +262,41 @@ def append_atomic(path: str, text: str) -> None:
 # ----------------------------------------------------------------------------- main
 
 
-def bench_model(key: str, path: str, repeat: int, mode: str, do_verify: bool, log=print) -> dict:
+def bench_model(key: str, path: str, repeat: int, mode: str, do_verify: bool,
+                variants: dict[str, str] | None = None, log=print) -> list[dict]:
+    """Measure one model; ``variants``: label -> folder put first on PYTHONPATH for an
+    extra ``convert`` run (e.g. an overlay holding a changed copy of the package)."""
     info = mbm.read_manifest(path)
     out = os.path.splitext(path)[0] + ".pt"
     warm_cache(path)
-    runs: dict[str, list[Run]] = {"baseline": [], "convert": [], "torch": []}
-    cmds = {"baseline": baseline_command(path, info["mat_version"]), "convert": convert_command(path, out, mode),
+    variants = variants or {}
+    kinds = ["torch", "baseline", "convert"] + [f"convert:{v}" for v in variants]
+    runs: dict[str, list[Run]] = {k: [] for k in kinds}
+    outs = {"convert": out}
+    outs.update({f"convert:{v}": f"{os.path.splitext(path)[0]}.{v}.pt" for v in variants})
+    cmds = {"baseline": baseline_command(path, info["mat_version"]),
             "torch": [sys.executable, "-c", TORCH_ONLY]}
+    cmds.update({k: convert_command(path, o, mode) for k, o in outs.items()})
     for i in range(repeat):
-        order = ["torch", "baseline", "convert"] if i % 2 == 0 else ["convert", "baseline", "torch"]
+        order = kinds if i % 2 == 0 else kinds[::-1]
         for kind in order:
-            if kind == "convert" and os.path.exists(out):
-                os.unlink(out)
-            r = run_measured(cmds[kind])
+            if kind in outs and os.path.exists(outs[kind]):
+                os.unlink(outs[kind])
+            pythonpath = variants.get(kind.partition(":")[2]) if ":" in kind else None
+            r = run_measured(cmds[kind], cwd=os.path.dirname(path), pythonpath=pythonpath)
             if r.rc != 0:
                 raise SystemExit(f"{kind} of {path} failed (exit {r.rc}):\n{r.stderr[-2000:]}")
             runs[kind].append(r)
             log(f"  {key} {kind:8s} run {i + 1}: wall {r.wall_s:6.1f} s  cpu {r.cpu_s:6.1f} s  "
                 f"peak {r.peak_rss / MiB:7.0f} MiB")
-    if do_verify:
-        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--verify-only", path, out,
-                              info["mat_version"]], capture_output=True, text=True)
+    for kind, converted in outs.items() if do_verify else ():
+        res = subprocess.run([sys.executable, os.path.abspath(__file__), "--verify-only", path, converted,
+                              info["mat_version"]], capture_output=True, text=True, cwd=os.path.dirname(path))
         msg = (res.stdout.strip() or res.stderr.strip()[-2000:]) if res.returncode else ""
-        log(f"  {key} verify: {'OK, every param bit-identical' if not msg else 'FAILED: ' + msg}")
+        log(f"  {key} {kind} verify: {'OK, every param bit-identical' if not msg else 'FAILED: ' + msg}")
         if msg:
-            raise SystemExit(f"verification failed for {path}: {msg}")
-    if os.path.exists(out):
-        info["pt_bytes"] = os.path.getsize(out)
-    return summarise(key, info, runs)
+            raise SystemExit(f"verification failed for {converted}: {msg}")
+    return [summarise(key, info, runs, k) for k in kinds if k.startswith("convert")]
 
 
 def ensure_models(work: str, which: list[str], log=print) -> dict[str, str]:
@@ -310,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the generated .mat and converted .pt files")
     ap.add_argument("--append", metavar="FILE.md", help="append the results table to this markdown file")
     ap.add_argument("--label", default="conversion benchmark", help="heading of the appended section")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=DIR",
+                    help="also time convert with DIR first on PYTHONPATH (a changed copy of the package), "
+                         "in the same run (repeatable)")
     args = ap.parse_args(argv)
     if os.path.abspath(args.work).startswith(mbm.REPO + os.sep):
         print(f"refusing to use a work folder inside the repository ({args.work})", file=sys.stderr)
@@ -319,15 +336,23 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"unknown model(s): {', '.join(bad)} (choose from {', '.join(mbm.MAKERS)})", file=sys.stderr)
         return 2
+    variants = {}
+    for item in args.variant:
+        label, sep, folder = item.partition("=")
+        if not sep or not os.path.isdir(folder):
+            print(f"--variant wants LABEL=DIR with an existing DIR, not {item!r}", file=sys.stderr)
+            return 2
+        variants[label] = os.path.abspath(folder)
     paths = ensure_models(args.work, which)
     rows = []
     try:
         for key in which:
-            rows.append(bench_model(key, paths[key], max(1, args.repeat), args.mode, args.verify))
+            rows += bench_model(key, paths[key], max(1, args.repeat), args.mode, args.verify, variants)
     finally:
         if not args.keep:
             for p in paths.values():
-                for f in (p, p + ".json", os.path.splitext(p)[0] + ".pt"):
+                extra = [f"{os.path.splitext(p)[0]}.{v}.pt" for v in variants]
+                for f in [p, p + ".json", os.path.splitext(p)[0] + ".pt"] + extra:
                     if os.path.exists(f):
                         os.unlink(f)
     text = markdown(rows, machine_info(), args.label)
