@@ -1,7 +1,7 @@
 """Multi-process training through ``torchrun`` (one process per GPU, or several on CPU).
 
-``torchrun --nproc_per_node=K -m matconv_port.cli train ...`` (or ``--nnodes`` for
-several machines) sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; :func:`init_distributed`
+``torchrun --nproc_per_node=K --no-python matconv-port train fusion ...`` (add
+``--nnodes``/``--rdzv-endpoint`` for several machines) sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; :func:`init_distributed`
 then joins the process group (NCCL on GPU, gloo on CPU). Like MatConvNet's
 multi-GPU ``cnn_train_dag`` (``spmd`` + memory-mapped gradients), every process runs
 its own interleaved share of each batch's sub-batches, the summed gradients (and

@@ -374,6 +374,7 @@ class Trainer:
             if opts.save_matconvnet:
                 self._save_matconvnet(os.path.join(opts.out, "net-final.mat"))
         self.asm.close()
+        barrier(self.info)
         return self.stats
 
     def _save_matconvnet(self, path: str) -> None:
