@@ -66,6 +66,7 @@ def test_matconvnet_export_with_check_data(tmp_path):
     (["--frames", "0"], "--frames"),
     (["--size", "a,b"], "--size"),
     (["--mat-version", "6"], "--mat-version"),
+    (["--rtol", "0"], "--rtol"),
 ])
 def test_bad_options_one_line_nothing_written(tmp_path, args, needle):
     out = tmp_path / "net.onnx"

@@ -63,6 +63,8 @@ def _positive(value: int | None, option: str) -> None:
               help="ONNX: torch.export-based exporter (dynamo), the legacy tracer (torchscript), or dynamo "
                    "falling back to torchscript (auto).")
 @click.option("--no-check", is_flag=True, help="ONNX: skip the onnxruntime vs PyTorch check.")
+@click.option("--rtol", type=float, default=1e-5, show_default=True,
+              help="ONNX: largest accepted max |onnxruntime - PyTorch| / max |PyTorch|.")
 @click.option("--mat-version", default="auto", metavar="auto|7|7.3", show_default=True,
               help="matconvnet: MAT file version (auto: 7, or 7.3 past 2 GB).")
 @click.option("--check-data", metavar="FILE.mat", type=click.Path(dir_okay=False),
@@ -73,7 +75,7 @@ def _positive(value: int | None, option: str) -> None:
 @click.option("--custom-layers", "custom_layers", multiple=True, type=click.Path(dir_okay=False), metavar="FILE.py",
               help="Python file registering implementations of non-standard layer types (repeatable).")
 def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: int | None, size: str | None,
-            dynamic_size: bool, opset: int, exporter: str, no_check: bool, mat_version: str,
+            dynamic_size: bool, opset: int, exporter: str, no_check: bool, rtol: float, mat_version: str,
             check_data: str | None, check_lrn: str, custom_layers: tuple[str, ...]) -> None:
     """Export MODEL (a MatConvNet .mat or a converted .pt; single streams and fused
     nets) to ONNX or back to a MatConvNet DagNN .mat file (what dagnn.DagNN.saveobj
@@ -87,6 +89,8 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
     wanted = parse_csv(outputs)
     _positive(frames, "--frames")
     _positive(opset, "--opset")
+    if not rtol > 0:
+        raise MatConvPortError(f"--rtol must be positive, got {rtol}")
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise MatConvPortError(f"--exporter {exporter!r}: expected auto, dynamo or torchscript")
     if mat_version not in ("auto", "7", "7.3"):
@@ -107,7 +111,7 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
         from matconv_port.export.onnx_export import export_onnx
 
         rel = export_onnx(net, out, outputs=wanted, frames=frames, check=not no_check, size=hw,
-                          dynamic_size=dynamic_size, opset=opset, exporter=exporter,
+                          dynamic_size=dynamic_size, opset=opset, exporter=exporter, rtol=rtol,
                           log=lambda m: click.echo(m, err=True))
         wrote = f"wrote {out} (ONNX opset {opset})"
         check = "no check" if no_check else f"onnxruntime vs PyTorch: max rel diff {rel:.3g}"

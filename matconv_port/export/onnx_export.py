@@ -298,6 +298,26 @@ def check_onnx(path: str, graph: OnnxGraph, shapes: dict[str, tuple[int, int, in
     return worst
 
 
+def _float32_error(graph: OnnxGraph, shapes: dict[str, tuple[int, int, int]], seed: int = 0) -> float | None:
+    """max |float32 - float64| / max |float64| of the PyTorch graph on the first check
+    input: how much float32 rounding alone moves this net's outputs (a diagnostic for a
+    failed check on very deep nets)."""
+    try:
+        net64 = copy.deepcopy(graph.model).to(torch.float64)
+        g64 = OnnxGraph(net64, graph.inputs, graph.outputs, graph.frames, graph.order, graph.lrn_mode)
+        xs = _random_inputs(shapes, graph.frames, seed)
+        with torch.no_grad():
+            a, b = graph(*xs), g64(*[x.double() for x in xs])
+        worst = 0.0
+        for x, y in zip(a, b):
+            scale = float(y.abs().max())
+            diff = float((x.double() - y).abs().max())
+            worst = max(worst, diff / scale if scale > 0 else diff)
+        return worst
+    except Exception:  # only a diagnostic
+        return None
+
+
 def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: int | None = None,
                 check: bool = True, *, size: Sequence[int] | None = None, dynamic_size: bool = False,
                 opset: int = DEFAULT_OPSET, exporter: str = "auto", rtol: float = ONNX_RTOL,
@@ -402,9 +422,11 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
                 raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph"
                                        f"{hint}: {_first_line(exc)}") from None
             if not rel <= rtol:
+                own = _float32_error(graph, shapes)
+                own_text = f"; PyTorch float32 is itself {own:.2g} from float64 on that input" if own is not None else ""
                 raise MatConvPortError(
                     f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
-                    f"(limit {rtol:g}){hint}; nothing written")
+                    f"(limit {rtol:g}){hint}{own_text}; nothing written (--rtol sets the limit)")
         from matconv_port.export.matconvnet_export import set_default_permissions
 
         set_default_permissions(tmp)
