@@ -8,7 +8,9 @@ child processes, interleaved and repeated:
   script; or ``python -c`` calling ``matconv_port.convert.convert_file``);
 * ``baseline``: a process that imports torch and decodes the same file with
   ``scipy.io.loadmat`` (-v7) or h5py (-v7.3, every dataset read into memory);
-* ``torch``: a process that only imports torch (the fixed RSS floor of both).
+* ``decode+save``: the baseline followed by a ``torch.save`` of every float array it
+  decoded (convert must write its output too: this is its practical lower bound);
+* ``torch``: a process that only imports torch (the fixed RSS floor of all).
 
 The benchmark process itself stays small (no torch; generation and verification run in
 their own children): on Linux a child's ``ru_maxrss`` starts from its parent's peak
@@ -58,6 +60,13 @@ def visit(name, obj):
 with h5py.File(sys.argv[1], "r") as f:
     f.visititems(visit)
 """
+#: the same decode, then every array written with torch.save (a lower bound for convert,
+#: which must write its output too)
+SAVE_TAIL = """import os
+arrays = [torch.from_numpy(a) for a in ARRAYS if getattr(a, "dtype", None) is not None and a.dtype.kind == "f"]
+torch.save(arrays, sys.argv[2])
+os.unlink(sys.argv[2])
+"""
 TORCH_ONLY = "import torch\n"
 CONVERT_PY = ("import sys\nfrom matconv_port.convert import convert_file\n"
               "convert_file(sys.argv[1], sys.argv[2], log=lambda m: None)\n")
@@ -101,8 +110,33 @@ def convert_command(src: str, out: str, mode: str) -> list[str]:
     return [sys.executable, "-c", CONVERT_PY, src, out]
 
 
-def baseline_command(src: str, mat_version: str) -> list[str]:
-    return [sys.executable, "-c", BASELINE_V73 if mat_version == "7.3" else BASELINE_V7, src]
+def baseline_command(src: str, mat_version: str, save_to: str | None = None) -> list[str]:
+    """The plain decode; with ``save_to``, followed by a torch.save of every float array."""
+    code = BASELINE_V73 if mat_version == "7.3" else BASELINE_V7
+    if save_to is None:
+        return [sys.executable, "-c", code, src]
+    if mat_version == "7.3":
+        code += SAVE_TAIL.replace("ARRAYS", "keep")
+    else:
+        code += _V7_ARRAYS + SAVE_TAIL.replace("ARRAYS", "_arrays(d)")
+    return [sys.executable, "-c", code, src, save_to]
+
+
+_V7_ARRAYS = """import numpy as np
+def _arrays(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from _arrays(x)
+    elif isinstance(v, np.ndarray) and v.dtype.names:
+        for name in v.dtype.names:
+            for x in v[name].flat:
+                yield from _arrays(x)
+    elif isinstance(v, np.ndarray) and v.dtype == object:
+        for x in v.flat:
+            yield from _arrays(x)
+    elif isinstance(v, np.ndarray):
+        yield v
+"""
 
 
 def warm_cache(path: str) -> None:
@@ -218,12 +252,14 @@ def summarise(key: str, info: dict, runs: dict[str, list[Run]], variant: str = "
     bw, bc, br = med["baseline"]
     cw, cc, cr = med[variant]
     tr = med["torch"][2]
+    sw, sc, sr = med["decode+save"]
     label = key if variant == "convert" else f"{key} [{variant[len('convert:'):]}]"
     return {"model": label, "mat": info["mat_version"], "weights_mib": w / MiB, "file_mib": info["file_bytes"] / MiB,
             "base_wall": bw, "conv_wall": cw, "time_ratio": cw / bw, "base_cpu": bc, "conv_cpu": cc,
             "cpu_ratio": cc / bc, "torch_mib": tr / MiB, "base_peak_mib": br / MiB, "conv_peak_mib": cr / MiB,
             "peak_ratio": cr / w, "peak_above_torch_ratio": (cr - tr) / w,
-            "base_peak_ratio": br / w, "n": len(runs[variant])}
+            "base_peak_ratio": br / w, "n": len(runs[variant]), "save_wall": sw, "save_cpu": sc,
+            "save_ratio": cw / sw, "save_cpu_ratio": cc / sc}
 
 
 def markdown(rows: list[dict], machine: dict[str, str], label: str) -> str:
@@ -233,8 +269,9 @@ def markdown(rows: list[dict], machine: dict[str, str], label: str) -> str:
              f"commit {_git_rev()}", "",
              "| model | MAT | weights MiB | baseline wall s | convert wall s | **time ratio** | baseline CPU s | "
              "convert CPU s | CPU ratio | torch-only peak MiB | baseline peak MiB | convert peak MiB | "
-             "**peak / weights** | (peak - torch) / weights | runs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "**peak / weights** | (peak - torch) / weights | decode+save wall s | decode+save CPU s | "
+             "convert / decode+save (wall, CPU) | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ok_t = "ok" if r["time_ratio"] <= TIME_GOAL else "over"
         ok_m = "ok" if r["peak_ratio"] <= RSS_GOAL else "over"
@@ -242,7 +279,8 @@ def markdown(rows: list[dict], machine: dict[str, str], label: str) -> str:
             f"| {r['model']} | {r['mat']} | {r['weights_mib']:.0f} | {r['base_wall']:.1f} | {r['conv_wall']:.1f} | "
             f"**{r['time_ratio']:.2f}** ({ok_t}) | {r['base_cpu']:.1f} | {r['conv_cpu']:.1f} | {r['cpu_ratio']:.2f} | "
             f"{r['torch_mib']:.0f} | {r['base_peak_mib']:.0f} | {r['conv_peak_mib']:.0f} | "
-            f"**{r['peak_ratio']:.2f}** ({ok_m}) | {r['peak_above_torch_ratio']:.2f} | {r['n']} |")
+            f"**{r['peak_ratio']:.2f}** ({ok_m}) | {r['peak_above_torch_ratio']:.2f} | {r['save_wall']:.1f} | "
+            f"{r['save_cpu']:.1f} | {r['save_ratio']:.2f}, {r['save_cpu_ratio']:.2f} | {r['n']} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -270,11 +308,12 @@ def bench_model(key: str, path: str, repeat: int, mode: str, do_verify: bool,
     out = os.path.splitext(path)[0] + ".pt"
     warm_cache(path)
     variants = variants or {}
-    kinds = ["torch", "baseline", "convert"] + [f"convert:{v}" for v in variants]
+    kinds = ["torch", "baseline", "decode+save", "convert"] + [f"convert:{v}" for v in variants]
     runs: dict[str, list[Run]] = {k: [] for k in kinds}
     outs = {"convert": out}
     outs.update({f"convert:{v}": f"{os.path.splitext(path)[0]}.{v}.pt" for v in variants})
     cmds = {"baseline": baseline_command(path, info["mat_version"]),
+            "decode+save": baseline_command(path, info["mat_version"], os.path.splitext(path)[0] + ".baseline.pt"),
             "torch": [sys.executable, "-c", TORCH_ONLY]}
     cmds.update({k: convert_command(path, o, mode) for k, o in outs.items()})
     for i in range(repeat):
@@ -287,7 +326,7 @@ def bench_model(key: str, path: str, repeat: int, mode: str, do_verify: bool,
             if r.rc != 0:
                 raise SystemExit(f"{kind} of {path} failed (exit {r.rc}):\n{r.stderr[-2000:]}")
             runs[kind].append(r)
-            log(f"  {key} {kind:8s} run {i + 1}: wall {r.wall_s:6.1f} s  cpu {r.cpu_s:6.1f} s  "
+            log(f"  {key} {kind:11s} run {i + 1}: wall {r.wall_s:6.1f} s  cpu {r.cpu_s:6.1f} s  "
                 f"peak {r.peak_rss / MiB:7.0f} MiB")
     for kind, converted in outs.items() if do_verify else ():
         res = subprocess.run([sys.executable, os.path.abspath(__file__), "--verify-only", path, converted,
