@@ -18,9 +18,9 @@ def load_netspec_any(path: str, outputs: list[str] | None = None) -> NetSpec:
         model = load_model(path)
         spec = model.to_netspec()
         if outputs:
-            from matconv_port.converters.loader import restrict_to_outputs
+            from matconv_port.converters.loader import prune_to_outputs
 
-            spec = restrict_to_outputs(spec, outputs)
+            spec = prune_to_outputs(spec, outputs)
         return spec
     from matconv_port.converters import load_netspec
 
@@ -52,9 +52,9 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
     if is_converted_file(path):
         spec, tparams, shapes = read_converted(path)
         if outputs:
-            from matconv_port.converters.loader import restrict_to_outputs
+            from matconv_port.converters.loader import prune_to_outputs
 
-            spec = restrict_to_outputs(spec, outputs)
+            spec = prune_to_outputs(spec, outputs)
             tparams = {k: v for k, v in tparams.items() if k in spec.params}
         model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, torch_params=tparams, param_shapes=shapes, warn=warn)
     else:

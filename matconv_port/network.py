@@ -79,10 +79,13 @@ class MatConvNetModel(nn.Module):
         self.layers = nn.ModuleList(modules)
         self.execution_order: list[int] = spec.execution_order()
         # ------------------------------------------------------------ params
-        self.param_layouts: dict[str, str] = {}
+        layouts: dict[str, str] = {}
         for layer, module in zip(spec.layers, modules):
             for slot, pname in enumerate(layer.params):
-                self.param_layouts.setdefault(pname, module.param_layout(slot))
+                layouts.setdefault(pname, module.param_layout(slot))
+        # the file's param order (then any param only a layer names)
+        self.param_layouts: dict[str, str] = {p: layouts[p] for p in spec.params if p in layouts}
+        self.param_layouts.update({p: l for p, l in layouts.items() if p not in self.param_layouts})
         used_keys: set[str] = set()
         self.param_keys: dict[str, str] = {}
         self.param_shapes: dict[str, tuple] = {}
@@ -210,6 +213,8 @@ class MatConvNetModel(nn.Module):
     # ------------------------------------------------------------------ running
     def _num_videos(self, n_items: int, num_videos: int | None) -> int:
         if num_videos is not None:
+            if not isinstance(num_videos, int):  # a traced size (ONNX / torch.export): keep it symbolic
+                return num_videos
             if num_videos <= 0 or n_items % num_videos:
                 raise ShapeError(f"{n_items} items cannot be split into {num_videos} videos")
             return int(num_videos)
