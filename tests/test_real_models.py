@@ -14,16 +14,10 @@ import torch
 
 import matconv_port
 from matconv_port.errors import UnknownLayerError
-from parity_utils import REAL_MODELS
+from parity_utils import REAL_MODELS, REAL_REFUSED as REFUSED
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(REAL_MODELS), reason=f"{REAL_MODELS} not present")
 
-#: file -> the non-MatConvNet types on its inference path (refused by name)
-REFUSED = {
-    "cszn_FFDNet__FFDNet_grayscale_retrained.mat": {"SubP", "concat"},
-    "lood339_player_detection__net_stage_1_dilation.mat": {"dpool"},
-    "Sunbaoli_DSR__x16_net-epoch-108.mat": {"dagnn.Slice"},
-}
 ALL = sorted(f for f in os.listdir(REAL_MODELS) if f.endswith(".mat")) if os.path.isdir(REAL_MODELS) else []
 
 
