@@ -391,7 +391,7 @@ class Trainer:
         self.optimizer.set_lr(lr)
         if opts.reset_momentum_each_epoch:
             self.optimizer.reset_momentum()
-        subset = [v for v in self.train_videos for _ in range(1)] * max(1, opts.epoch_factor)
+        subset = list(self.train_videos) * max(1, opts.epoch_factor)  # repmat(train, 1, epochFactor)
         perm = np.random.default_rng(_sub_seed(opts.seed, epoch, 0)).permutation(len(subset))
         subset = [subset[i] for i in perm]
         model.train()
