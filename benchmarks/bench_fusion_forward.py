@@ -21,7 +21,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -183,7 +182,7 @@ def main(argv=None) -> int:
         for batch in (int(b) for b in args.batch.split(",")):
             r = bench(model, plain, args.frames, batch, (h, w), args.iters, args.warmup)
             results.append(r)
-            ws, cs = r["wall_s"], r["cpu_s"]
+            ws = r["wall_s"]
             print(f"  {r['size']:>8} batch {batch} x {args.frames} frames (load avg {r['load_avg']:.1f}): wall ours "
                   f"{ws['ours']:.2f} s, ours freeing {ws['ours_freeing']:.2f} s, plain {ws['plain']:.2f} s; "
                   f"ratio {r['ratio_wall']:.3f} (freeing {r['ratio_wall_freeing']:.3f}); CPU-time ratio "

@@ -13,11 +13,11 @@ the file.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from matconv_port.atomic import atomic_path
 from matconv_port.errors import MatFileError
 
 from .mattypes import MatCell, MatOpaque, MatStructArray, mat_equal  # noqa: F401  (re-exported)
@@ -170,10 +170,7 @@ def write_mat(path: str, variables: dict[str, Any], version: str = "auto") -> No
     variables = {k: _plain_arrays(v) for k, v in variables.items()}
     if version == "auto":
         version = "7.3" if _total_bytes(variables) > V73_THRESHOLD_BYTES else "7"
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".mat", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".mat") as tmp:
         if version == "7.3":
             from ._mat73_write import write_mat73
 
@@ -182,13 +179,6 @@ def write_mat(path: str, variables: dict[str, Any], version: str = "auto") -> No
             from ._mat5_write import write_mat5
 
             write_mat5(tmp, variables)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _plain_arrays(value: Any) -> Any:

@@ -34,10 +34,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from matconv_port.atomic import atomic_path
 from matconv_port.errors import DataError
 from matconv_port.eval.sampling import (
     Candidates,
@@ -259,18 +259,11 @@ def plan_to_dict(plan: VideoPlan) -> dict:
 
 def write_plan_jsonl(plans: Iterable[VideoPlan], path: str) -> int:
     """Write one JSON object per line to ``path`` atomically; returns the count."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".jsonl", dir=folder)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path, ".jsonl") as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             for p in plans:
                 f.write(json.dumps(plan_to_dict(p), separators=(",", ":")) + "\n")
                 count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return count

@@ -8,27 +8,19 @@ import io
 import json
 import math
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
+
+from matconv_port.atomic import atomic_write_bytes as _atomic_write_bytes
 
 __all__ = ["atomic_write_bytes", "write_json", "write_per_class_csv", "write_confusion_png", "write_scores_npz"]
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (creating its folder)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    _atomic_write_bytes(path, data)
 
 
 def _clean(obj: Any) -> Any:

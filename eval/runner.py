@@ -30,7 +30,7 @@ from matconv_port.eval import metrics, report
 from matconv_port.eval.batches import ChunkResult, VideoChunkDataset, collate_single, make_chunks
 from matconv_port.eval.model_io import ModelStreams, describe_model
 from matconv_port.eval.plan import Protocol, VideoPlan, default_protocol, get_protocol, plan_video
-from matconv_port.eval.splits import Split, Video, count_frames, read_split
+from matconv_port.eval.splits import Split, count_frames, read_split
 
 __all__ = ["EvalOptions", "evaluate_split", "evaluate", "plan_split", "resolve_protocol", "SCORES_LOG"]
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
-from matconv_port.layers.registry import PARAM_LAYOUTS, layer_class, param_to_matconvnet, param_to_torch
+from matconv_port.layers.registry import layer_class, param_to_matconvnet, param_to_torch
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec
 
 LRN_MODES = ("exact", "fast")

@@ -11,12 +11,12 @@ layer blocks are stored as tensors and given back as numpy arrays.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 import torch
 
+from matconv_port.atomic import atomic_path
 from matconv_port.errors import MatFileError, ModelFormatError
 from matconv_port.netspec import LayerSpec, NetSpec, VarSpec
 
@@ -64,16 +64,8 @@ def from_plain(value: Any) -> Any:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".pt") as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def model_payload(model) -> dict:

@@ -64,7 +64,6 @@ def load_case(path: str) -> ParityCase:
     outputs = d["outputs"]
     names = list(outputs.dtype.names)
     num_videos = int(np.asarray(d["curBatchSize"]).ravel()[0]) if "curBatchSize" in d else None
-    label = torch.as_tensor(np.asarray(d["label"], dtype=np.float64).ravel(order="F")) if "label" in d else None
     if "var_order" in d:  # DagNN
         expected = {n: outputs[n][0, 0] for n in names}
         var_order = [_str(v) for v in np.asarray(d["var_order"]).ravel(order="F")]

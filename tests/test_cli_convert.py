@@ -3,7 +3,6 @@ safety, custom layers, and one-line errors with exit status 2 for bad input."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from matconv_port.atomic import atomic_write_bytes  # noqa: F401  (re-exported)
 from matconv_port.data.flow import flow_to_gray
 from matconv_port.errors import DataError
 
@@ -33,21 +34,6 @@ FRAME_PATTERN = "frame{:06d}.jpg"
 JPEG_QUALITY = 95
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_jpeg(path: str | Path, image: np.ndarray, quality: int = JPEG_QUALITY) -> None:

@@ -66,8 +66,4 @@ def write_check_data(model, path: str, **kwargs) -> None:
     """:func:`check_data` written to ``path`` (MAT -v7, atomic)."""
     from matconv_port.converters.matfile import write_mat
 
-    from matconv_port.export.matconvnet_export import set_default_permissions
-
-    data = check_data(model, **kwargs)
-    write_mat(path, data, version="7")
-    set_default_permissions(path)
+    write_mat(path, check_data(model, **kwargs), version="7")

@@ -29,7 +29,7 @@ import numpy as np
 from matconv_port.errors import MatConvPortError
 from matconv_port.netspec import LayerSpec, NetSpec
 
-__all__ = ["export_matconvnet", "netspec_to_dagnn_struct", "BLOCK_SCHEMAS", "set_default_permissions"]
+__all__ = ["export_matconvnet", "netspec_to_dagnn_struct", "BLOCK_SCHEMAS"]
 
 # property kinds
 DOUBLE, LOGICAL, CHAR, CELL = "double", "logical", "char", "cell"
@@ -311,15 +311,3 @@ def export_matconvnet(model, path: str, version: str = "auto") -> None:
     if not os.path.isdir(folder):
         raise MatConvPortError(f"{path}: folder {folder} does not exist")
     write_mat(os.fspath(path), {"net": net}, version=version)
-    set_default_permissions(os.fspath(path))
-
-
-def set_default_permissions(path: str) -> None:
-    """Give a file written through a ``tempfile.mkstemp`` temp file (mode 0600) the
-    permissions a plain ``open`` would have (0666 minus the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(path, 0o666 & ~umask)
-    except OSError:
-        pass

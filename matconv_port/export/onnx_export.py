@@ -27,9 +27,7 @@ import contextlib
 import copy
 import io
 import logging
-import os
 import re
-import tempfile
 import warnings
 from typing import Callable, Sequence
 
@@ -37,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from matconv_port.atomic import atomic_path
 from matconv_port.errors import MatConvPortError, ShapeError
 from matconv_port.layers.base import ForwardContext
 
@@ -375,65 +374,56 @@ def export_onnx(model, path: str, outputs: Sequence[str] | None = None, frames: 
         raise MatConvPortError(f"{model.source or 'network'}: the net fails on a {2 * frames}-item input: "
                                f"{_first_line(exc)}") from None
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
-    os.close(fd)
     try:
-        errors = []
-        custom = _custom_layers(net, layers)
-        if exporter == "auto":
-            # torch.export specialises sizes that reach 1 (a 1x1 score map), so fully dynamic
-            # H x W goes through the tracer; a custom layer is never silently traced (the
-            # tracer would bake whatever its forward computes outside torch into constants)
-            if dynamic_size:
-                methods = ("torchscript",) if custom else ("torchscript", "dynamo")
+        with atomic_path(path, ".onnx") as tmp:
+            errors = []
+            custom = _custom_layers(net, layers)
+            if exporter == "auto":
+                # torch.export specialises sizes that reach 1 (a 1x1 score map), so fully dynamic
+                # H x W goes through the tracer; a custom layer is never silently traced (the
+                # tracer would bake whatever its forward computes outside torch into constants)
+                if dynamic_size:
+                    methods = ("torchscript",) if custom else ("torchscript", "dynamo")
+                else:
+                    methods = ("dynamo",) if custom else ("dynamo", "torchscript")
             else:
-                methods = ("dynamo",) if custom else ("dynamo", "torchscript")
-        else:
-            methods = (exporter,)
-        used = None
-        for method in methods:
-            try:
-                with _quiet(), torch.no_grad():
-                    _EXPORTERS[method](graph, example, tmp, frames, dynamic_size, opset)
-                used = method
-                break
-            except MatConvPortError:
-                raise
-            except Exception as exc:  # exporter failures come in many types
-                errors.append(f"{method}: {_first_line(exc)}")
-        if used is None:
-            culprit = f"layer(s) {', '.join(custom)} have no ONNX form" if custom else "the graph cannot be exported"
-            raise MatConvPortError(f"{model.source or 'network'}: ONNX export failed: {culprit}: {errors[-1]}")
-        if errors and log is not None:
-            log(f"note: {errors[0]}; exported with the {used} exporter instead")
-        rel = float("nan")
-        hint = f" (custom layer(s) {', '.join(custom)} may have no faithful ONNX form)" if custom else ""
-        if check:
-            try:
-                sizes = [shapes]
-                if dynamic_size:  # a second, larger input size
-                    sizes.append({v: (c, h + (h + 1) // 2, w + (w + 1) // 2) for v, (c, h, w) in shapes.items()})
-                rel = max(check_onnx(tmp, graph, sz) for sz in sizes)
-            except MatConvPortError:
-                raise
-            except Exception as exc:  # onnxruntime refused the graph
-                raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph"
-                                       f"{hint}: {_first_line(exc)}") from None
-            if not rel <= rtol:
-                own = _float32_error(graph, shapes)
-                own_text = f"; PyTorch float32 is itself {own:.2g} from float64 on that input" if own is not None else ""
-                raise MatConvPortError(
-                    f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
-                    f"(limit {rtol:g}){hint}{own_text}; nothing written (--rtol sets the limit)")
-        from matconv_port.export.matconvnet_export import set_default_permissions
-
-        set_default_permissions(tmp)
-        os.replace(tmp, path)
+                methods = (exporter,)
+            used = None
+            for method in methods:
+                try:
+                    with _quiet(), torch.no_grad():
+                        _EXPORTERS[method](graph, example, tmp, frames, dynamic_size, opset)
+                    used = method
+                    break
+                except MatConvPortError:
+                    raise
+                except Exception as exc:  # exporter failures come in many types
+                    errors.append(f"{method}: {_first_line(exc)}")
+            if used is None:
+                culprit = f"layer(s) {', '.join(custom)} have no ONNX form" if custom else "the graph cannot be exported"
+                raise MatConvPortError(f"{model.source or 'network'}: ONNX export failed: {culprit}: {errors[-1]}")
+            if errors and log is not None:
+                log(f"note: {errors[0]}; exported with the {used} exporter instead")
+            rel = float("nan")
+            hint = f" (custom layer(s) {', '.join(custom)} may have no faithful ONNX form)" if custom else ""
+            if check:
+                try:
+                    sizes = [shapes]
+                    if dynamic_size:  # a second, larger input size
+                        sizes.append({v: (c, h + (h + 1) // 2, w + (w + 1) // 2) for v, (c, h, w) in shapes.items()})
+                    rel = max(check_onnx(tmp, graph, sz) for sz in sizes)
+                except MatConvPortError:
+                    raise
+                except Exception as exc:  # onnxruntime refused the graph
+                    raise MatConvPortError(f"{model.source or 'network'}: onnxruntime cannot run the exported graph"
+                                           f"{hint}: {_first_line(exc)}") from None
+                if not rel <= rtol:
+                    own = _float32_error(graph, shapes)
+                    own_text = f"; PyTorch float32 is itself {own:.2g} from float64 on that input" if own is not None else ""
+                    raise MatConvPortError(
+                        f"{model.source or 'network'}: onnxruntime and PyTorch differ by {rel:.3g} of max |value| "
+                        f"(limit {rtol:g}){hint}{own_text}; nothing written (--rtol sets the limit)")
         return rel
     finally:
         if was_training:
             net.train()
-        if os.path.exists(tmp):
-            os.unlink(tmp)

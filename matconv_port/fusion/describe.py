@@ -60,7 +60,6 @@ def describe_fusion(model_or_spec: Any) -> list[str]:
     if not towers["spatial"] and not towers["temporal"]:
         return ["not a two-stream fused net (no *_spatial / *_temporal layers)"]
     producers = {o: l for l in layers for o in l.outputs}
-    consumed = {i for l in layers for i in l.inputs}
     lines = []
     for t, tl in towers.items():
         if not tl:
