@@ -41,10 +41,18 @@ class Mat5FormatError(Exception):
     """Internal: the byte stream does not follow the level-5 layout (message says where)."""
 
 
+#: numeric arrays at least this big are returned as views into a writable decompressed
+#: buffer instead of copies (smaller ones are copied so they do not pin the buffer)
+ZERO_COPY_MIN_BYTES = 1 << 16
+#: compressed bytes read from the file per step when inflating a variable
+INFLATE_CHUNK = 1 << 24
+
+
 class _Reader:
-    def __init__(self, buf: bytes | memoryview, endian: str):
+    def __init__(self, buf: bytes | bytearray | memoryview, endian: str, zero_copy: bool = False):
         self.buf = memoryview(buf)
         self.e = endian
+        self.zero_copy = zero_copy
         self.cursor = 0  # position after the last element read (see matrix())
 
     # ------------------------------------------------------------------ elements
@@ -150,8 +158,13 @@ class _Reader:
             imag, _, _ = self.data(pos)
             ctype = np.complex64 if target == np.float32 else np.complex128
             values = real.astype(ctype) + 1j * imag.astype(ctype)
+        elif (self.zero_copy and real.dtype == target and real.dtype.isnative
+              and real.nbytes >= ZERO_COPY_MIN_BYTES and real.flags.writeable):
+            # big arrays stored in their own class: a view into the decompressed buffer
+            # (no copy; the buffer is owned by these views and freed with the last one)
+            return _shaped(real, dims)
         else:
-            values = real.astype(target.newbyteorder("="))
+            values = real.astype(target.newbyteorder("="))  # a fresh array: no second copy
         return _shaped(values, dims)
 
     def _char(self, pos: int, dims: tuple) -> str | list[str]:
@@ -229,11 +242,13 @@ def _walk(value: Any):
 
 
 def _shaped(values: np.ndarray, dims: tuple) -> np.ndarray:
+    """1-D column-major values -> MATLAB-shaped array: a Fortran-ordered VIEW of
+    ``values`` (callers pass a fresh copy, or a view they mean to share)."""
     if len(dims) < 2:
         dims = tuple(dims) + (1,) * (2 - len(dims))
     if values.size != int(np.prod(dims)):
         raise Mat5FormatError(f"array of size {dims} holds {values.size} values")
-    return np.ascontiguousarray(values).reshape(dims, order="F").copy(order="K")
+    return np.ascontiguousarray(values).reshape(dims, order="F")
 
 
 def chars_to_python(codes: np.ndarray, dims: tuple) -> str | list[str]:
@@ -271,4 +286,105 @@ def read_mat5(buf: bytes | memoryview) -> dict[str, Any]:
         name, value, pos = reader.element(pos)
         if name and not name.startswith("__"):
             out[name] = value
+    return out
+
+
+def _inflate_to_buffer(fh, nbytes: int, where: int, endian: str) -> bytearray:
+    """Inflate the ``nbytes`` compressed bytes at the file position into ONE writable
+    buffer sized from the inner miMATRIX tag (its first 8 bytes), reading the file
+    INFLATE_CHUNK bytes at a time: peak memory = the inflated variable + one chunk."""
+    d = zlib.decompressobj()
+    out: bytearray | None = None
+    filled = 0
+    pending = b""
+    left = nbytes
+    try:
+        while left > 0 and not d.eof:
+            chunk = fh.read(min(INFLATE_CHUNK, left))
+            if not chunk:
+                raise Mat5FormatError(f"compressed element at byte {where} is truncated")
+            left -= len(chunk)
+            piece = d.decompress(chunk)
+            if out is None:
+                pending += piece
+                if len(pending) < 8:
+                    continue
+                # the inner element's own size; Octave may be a few bytes off, so allow slack
+                inner = int(np.frombuffer(pending[4:8], endian + "u4")[0]) + 8
+                inner = min(inner, 1032 * nbytes + 1024)  # zlib cannot expand more: a corrupt size
+                out = bytearray(max(inner, len(pending)))
+                piece, pending = pending, b""
+            if filled + len(piece) > len(out):
+                out.extend(b"\0" * (filled + len(piece) - len(out)))
+            out[filled:filled + len(piece)] = piece
+            filled += len(piece)
+        tail = d.flush()
+        if tail and out is not None:
+            if filled + len(tail) > len(out):
+                out.extend(b"\0" * (filled + len(tail) - len(out)))
+            out[filled:filled + len(tail)] = tail
+            filled += len(tail)
+    except zlib.error as exc:
+        raise Mat5FormatError(f"compressed element at byte {where} is corrupt ({exc})") from exc
+    if out is None:
+        out = bytearray(pending)
+        filled = len(pending)
+    if filled < len(out):
+        del out[filled:]
+    if left > 0:
+        fh.seek(left, 1)
+    return out
+
+
+def read_mat5_file(fh) -> dict[str, Any]:
+    """Like :func:`read_mat5`, reading from an open binary file one top-level variable
+    at a time: a compressed (-v7) variable is inflated chunk by chunk into a writable
+    buffer, an uncompressed (-v6) one read into its own buffer; big numeric arrays are
+    views into that buffer (no second copy)."""
+    head = fh.read(128)
+    if len(head) < 128:
+        raise Mat5FormatError("file is shorter than the 128-byte MAT header")
+    indicator = bytes(head[126:128])
+    if indicator == b"IM":
+        endian = "<"
+    elif indicator == b"MI":
+        endian = ">"
+    else:
+        raise Mat5FormatError("no MAT-file endian indicator in the header")
+    out: dict[str, Any] = {}
+    pos = 128
+    while True:
+        tag = fh.read(8)
+        if len(tag) < 8:
+            if tag and any(tag):
+                raise Mat5FormatError(f"data element header at byte {pos} runs past the end")
+            break
+        mtype, nbytes = (int(x) for x in np.frombuffer(tag, endian + "u4", 2))
+        if mtype >> 16:
+            raise Mat5FormatError(f"unexpected small data element at byte {pos}")
+        if mtype == miCOMPRESSED:
+            buf = _inflate_to_buffer(fh, nbytes, pos, endian)
+            nxt = pos + 8 + nbytes
+        elif mtype == miMATRIX:
+            buf = bytearray(8 + nbytes)
+            buf[:8] = tag
+            got = fh.readinto(memoryview(buf)[8:])
+            if got < nbytes:
+                if nbytes - got < 8:  # Octave counts padding it does not write
+                    del buf[8 + got:]
+                else:
+                    raise Mat5FormatError(f"data element at byte {pos} ({nbytes} bytes) runs past the end")
+            nxt = None  # known once parsed (Octave over-counts some sizes)
+        else:
+            raise Mat5FormatError(f"expected a matrix element at byte {pos}, found type {mtype}")
+        reader = _Reader(buf, endian, zero_copy=True)
+        del buf
+        name, value, rel_next = reader.element(0)
+        del reader
+        if nxt is None:
+            nxt = pos + rel_next
+            fh.seek(nxt)
+        if name and not name.startswith("__"):
+            out[name] = value
+        pos = nxt
     return out

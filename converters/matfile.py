@@ -85,14 +85,13 @@ def read_mat(path: str) -> dict[str, Any]:
 
 
 def _read_v5(path: str) -> dict[str, Any]:
-    from ._mat5_read import Mat5FormatError, read_mat5
+    from ._mat5_read import Mat5FormatError, read_mat5_file
 
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        if not data:
+        if os.path.getsize(path) == 0:
             raise MatFileError(f"{path}: empty file")
-        return read_mat5(data)
+        with open(path, "rb") as fh:
+            return read_mat5_file(fh)
     except Mat5FormatError as exc:
         raise MatFileError(f"{path}: corrupt or truncated MAT file: {exc}") from None
     except MemoryError:

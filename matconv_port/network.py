@@ -108,7 +108,9 @@ class MatConvNetModel(nn.Module):
                 self.param_shapes[pname] = shape
                 if np.size(value) == 0:
                     raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is empty (missing weights)")
-                tensor = param_to_torch(self.param_layouts[pname], value)
+                # released values are not used again: their memory becomes the tensor's
+                tensor = param_to_torch(self.param_layouts[pname], value, inplace=release_spec_values)
+                del value
                 if release_spec_values:
                     pspec.value = None
             if tensor.dtype.is_floating_point:

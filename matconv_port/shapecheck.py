@@ -14,6 +14,9 @@ import torch
 from matconv_port.errors import MatConvPortError, ShapeError
 from matconv_port.layers.base import ForwardContext
 
+#: built-in layer types whose single output has the shape of their first input
+SAME_SHAPE_TYPES = frozenset({"dagnn.ReLU", "dagnn.Sigmoid", "dagnn.SoftMax", "dagnn.DropOut", "dagnn.LRN"})
+
 #: tried in turn when the file states no input size (fully-connected heads need one)
 CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
 
@@ -97,6 +100,16 @@ def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1)
         if any(v not in values for v in lspec.inputs):
             continue
         module = model.layers[li]
+        if lspec.type in SAME_SHAPE_TYPES and type(module).__module__.startswith("matconv_port.layers.") \
+                and len(lspec.outputs) == 1 and not lspec.params:
+            # output shape = input shape: not run (the first element-wise op on a meta
+            # tensor makes torch import its Python decompositions: about 1 s of CPU)
+            values[lspec.outputs[0]] = values[lspec.inputs[0]]
+            continue
+        if lspec.type == "dagnn.Concat" and type(module).__module__.startswith("matconv_port.layers."):
+            shape = _concat_shape(module, lspec, [tuple(values[v].shape) for v in lspec.inputs])
+            values[lspec.outputs[0]] = torch.empty(shape, dtype=model.dtype, device="meta")
+            continue
         try:
             outs = module([values[v] for v in lspec.inputs], [params[k] for k in model._layer_param_keys[li]], ctx)
         except MatConvPortError as exc:
@@ -108,6 +121,23 @@ def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1)
         for name, t in zip(lspec.outputs, outs):
             values[name] = t
     return {k: tuple(v.shape) for k, v in values.items()}
+
+
+def _concat_shape(module, lspec, shapes: list[tuple]) -> tuple:
+    """Output shape of the built-in Concat (inputs zero-padded at the bottom/right to
+    the largest H, W, then joined along ``module.dim``), without running it (torch.cat
+    on meta tensors imports torch._dynamo: seconds)."""
+    max_h = max(s[2] for s in shapes)
+    max_w = max(s[3] for s in shapes)
+    padded = [(s[0], s[1], max_h, max_w) for s in shapes]
+    d = module.dim
+    for s in padded[1:]:
+        if any(a != b for i, (a, b) in enumerate(zip(s, padded[0])) if i != d):
+            raise ShapeError(f"layer {lspec.name!r} (dagnn.Concat) cannot concatenate inputs of sizes "
+                             f"{', '.join(mcn_size(x) for x in shapes)} (HxWxCxN)")
+    out = list(padded[0])
+    out[d] = sum(s[d] for s in padded)
+    return tuple(out)
 
 
 def mcn_size(shape: Sequence[int]) -> str:

@@ -159,8 +159,47 @@ PARAM_LAYOUTS: dict[str, ParamLayout] = {
 }
 
 
-def param_to_torch(layout: str, value) -> torch.Tensor:
+#: values per block of the in-place H x W swap (bounds the temporary copy)
+_SWAP_CHUNK = 1 << 22
+
+
+def _swap_hw_inplace(a: np.ndarray, ndim: int) -> np.ndarray | None:
+    """The torch layout of a filter/map ``a`` (MatConvNet ``H x W x ...``, Fortran
+    order) computed IN ``a``'s memory, or None when that is not possible.
+
+    In column-major memory an ``H x W x C1 x C2...`` array is a run of ``H x W`` blocks,
+    ``h`` fastest; the torch layout (``C2 x C1 x H x W`` C-order, dims reversed except
+    H, W) is the same run of blocks with ``w`` fastest. So only each block is
+    transposed: in place for square blocks (``H == W``) or a single row/column, block
+    by block in chunks (temporary memory: one chunk). ``a`` is overwritten."""
+    a = a.reshape(a.shape + (1,) * (ndim - a.ndim)) if a.ndim < ndim else a
+    if a.ndim != ndim or not a.flags.f_contiguous or not a.flags.writeable or a.dtype.hasobject:
+        return None
+    h, w = a.shape[0], a.shape[1]
+    if h != w and h != 1 and w != 1:
+        return None
+    flat = a.reshape(-1, order="F")  # a view (Fortran-contiguous)
+    if h > 1 and w > 1:
+        blocks = flat.reshape(-1, w, h)  # [block, w, h]: h fastest, as stored
+        step = max(1, _SWAP_CHUNK // (h * w))
+        for start in range(0, blocks.shape[0], step):
+            part = blocks[start:start + step]
+            part[...] = part.transpose(0, 2, 1).copy()
+    return flat.reshape(tuple(reversed(a.shape[2:])) + (h, w))
+
+
+_INPLACE_NDIM = {"filter2d": 4, "filter3d": 5, "map": 4}
+
+
+def param_to_torch(layout: str, value, inplace: bool = False) -> torch.Tensor:
+    """MatConvNet array -> tensor in the torch layout ``layout``. With ``inplace`` the
+    array's own memory may be reused (and overwritten): no second copy of a big
+    filter; the caller must not use ``value`` afterwards."""
     arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if inplace and layout in _INPLACE_NDIM and isinstance(value, np.ndarray):
+        done = _swap_hw_inplace(arr, _INPLACE_NDIM[layout])
+        if done is not None:
+            return torch.from_numpy(done)
     return torch.from_numpy(PARAM_LAYOUTS[layout].to_torch(arr))
 
 
