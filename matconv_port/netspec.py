@@ -189,6 +189,16 @@ def dag_execution_order(spec: NetSpec) -> list[int]:
     return sorted(range(n), key=lambda i: -order[i])
 
 
+def unique_name(base: str, used: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... whichever is not in ``used``; it is added to ``used``."""
+    key, i = base, 1
+    while key in used:
+        i += 1
+        key = f"{base}_{i}"
+    used.add(key)
+    return key
+
+
 def as_float_list(value: Any) -> list[float]:
     """A MATLAB numeric (scalar or array, any shape) as a flat list of floats, column-major."""
     arr = np.asarray(value, dtype=np.float64)

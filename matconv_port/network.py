@@ -22,7 +22,7 @@ from torch import nn
 from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
 from matconv_port.layers.registry import layer_class, param_to_matconvnet, param_to_torch
-from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec
+from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec, unique_name
 
 LRN_MODES = ("exact", "fast")
 
@@ -31,12 +31,7 @@ def _param_key(name: str, used: set[str]) -> str:
     key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "p"
     if key[0].isdigit():
         key = "p_" + key
-    base, i = key, 1
-    while key in used:
-        i += 1
-        key = f"{base}_{i}"
-    used.add(key)
-    return key
+    return unique_name(key, used)
 
 
 def _frames_from_meta(meta: dict) -> int | None:

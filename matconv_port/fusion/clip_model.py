@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from matconv_port.errors import ModelFormatError, ShapeError
+from matconv_port.netspec import unique_name
 
 
 def _head_key(layer_name: str, var: str, used: set[str]) -> str:
@@ -41,12 +42,7 @@ def _head_key(layer_name: str, var: str, used: set[str]) -> str:
     for tower in ("spatial", "temporal"):
         if layer_name.endswith("_" + tower) or var.endswith("_" + tower):
             key = tower
-    base, i = key, 1
-    while key in used:
-        i += 1
-        key = f"{base}_{i}"
-    used.add(key)
-    return key
+    return unique_name(key, used)
 
 
 class TwoStreamClipModel(nn.Module):
