@@ -191,6 +191,19 @@ def _keep_vars(model) -> set[str]:
     return keep
 
 
+def _relu_in_place(model, li: int, values: dict[str, torch.Tensor], dying) -> bool:
+    """Without autograd, a plain ReLU whose input dies here may overwrite it (saves an
+    allocation per layer, as ``inplace=True``); same values as the layer's ``max(x, 0)``."""
+    lspec = model.layer_specs[li]
+    if lspec.type != "dagnn.ReLU" or float(getattr(model.layers[li], "leak", 0.0)) != 0.0:
+        return False
+    src = lspec.inputs[0]
+    if src not in dying or src not in values or len(lspec.outputs) != 1:
+        return False
+    values[lspec.outputs[0]] = torch.relu_(values.pop(src))
+    return True
+
+
 def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: bool, frozen_upto: int,
             amp: bool = False, conserve_memory: bool = True):
     """Forward in DagNN order; layers up to ``frozen_upto`` (position in the execution
@@ -210,7 +223,8 @@ def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: b
         for pos, li in enumerate(model.execution_order):
             if pos <= frozen_upto:
                 with torch.no_grad():
-                    model._run_layer(li, values, ctx)
+                    if not _relu_in_place(model, li, values, release[pos] if release is not None else ()):
+                        model._run_layer(li, values, ctx)
             else:
                 model._run_layer(li, values, ctx)
             if release is not None:
