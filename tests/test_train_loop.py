@@ -124,3 +124,38 @@ def test_save_matconvnet_checkpoints(data_root, tmp_path):
     pt = load_model(str(tmp_path / "net-final.pt"))
     x = torch.randn(3, 20, *SIZE)
     torch.testing.assert_close(mat(x), pt(x), rtol=1e-6, atol=1e-6)
+
+
+def test_batchnorm_moments_average_rule(data_root, tmp_path, monkeypatch):
+    """Moments = (1 - lr) m + lr / N * sum over sub-batches of (batch moments x items)."""
+    from matconv_port.netspec import LayerSpec, ParamSpec
+    import matconv_port.train.loop as loop
+
+    spec = demo(2, "flow", seed=0, image_size=SIZE, widths=WIDTHS)
+    c = WIDTHS[0]
+    i = [l.name for l in spec.layers].index("relu1_1")
+    spec.layers[i].inputs = ["xbn"]
+    spec.layers.insert(i, LayerSpec("bn1", "dagnn.BatchNorm", ["x1"], ["xbn"], ["bn1m", "bn1b", "bn1x"], {"epsilon": 1e-4}))
+    spec.params["bn1m"] = ParamSpec("bn1m", np.ones((c, 1), np.float32), 2.0, 0.0)
+    spec.params["bn1b"] = ParamSpec("bn1b", np.zeros((c, 1), np.float32), 1.0, 0.0)
+    m0 = np.stack([np.full(c, 0.5), np.full(c, 2.0)], axis=1).astype(np.float32)
+    spec.params["bn1x"] = ParamSpec("bn1x", m0.copy(), 0.3, 0.0)  # the model may share the array
+    spec.rebuild_vars()
+    model = MatConvNetModel(spec)
+    seen = []
+    real = loop.forward_backward
+
+    def spy(model_, inputs, num_videos, *args, **kw):
+        values, ctx, heads = real(model_, inputs, num_videos, *args, **kw)
+        seen.append((ctx.batch_moments["bn1"].clone().double(), inputs["input"].shape[0]))
+        return values, ctx, heads
+
+    monkeypatch.setattr(loop, "forward_backward", spy)
+    opts = _opts(data_root, tmp_path, num_epochs=1, epoch_factor=1, batch_size=64, num_sub_batches=3)
+    Trainer(model, opts, log=lambda s: None).fit()
+    n = sum(items for _, items in seen)  # one batch: every training video once
+    assert len(seen) == 3
+    der = sum(mom * items for mom, items in seen)
+    expected = (1 - 0.3) * torch.from_numpy(m0).double() + (0.3 / n) * der
+    torch.testing.assert_close(model.param("bn1x").double(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(model.param("bn1m"), torch.ones_like(model.param("bn1m")))  # multipliers trained by SGD
