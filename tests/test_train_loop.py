@@ -9,7 +9,12 @@ import torch
 from matconv_port.data.synthetic import make_synthetic_dataset
 from matconv_port.network import MatConvNetModel
 from matconv_port.train.archs import demo
-from matconv_port.train.loop import TrainOptions, Trainer, find_last_checkpoint, trainable_param_names
+from matconv_port.train.loop import (
+    Trainer,
+    TrainOptions,
+    find_last_checkpoint,
+    trainable_param_names,
+)
 
 SIZE = (16, 16)
 WIDTHS = (4, 6, 8, 8)
@@ -129,7 +134,7 @@ def test_save_matconvnet_checkpoints(data_root, tmp_path):
 def test_batchnorm_moments_average_rule(data_root, tmp_path, monkeypatch):
     """Moments = (1 - lr) m + lr / N * sum over sub-batches of (batch moments x items)."""
     from matconv_port.netspec import LayerSpec, ParamSpec
-    import matconv_port.train.loop as loop
+    from matconv_port.train import loop
 
     spec = demo(2, "flow", seed=0, image_size=SIZE, widths=WIDTHS)
     c = WIDTHS[0]

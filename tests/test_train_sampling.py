@@ -3,8 +3,12 @@ import numpy as np
 import pytest
 
 from matconv_port.errors import DataError
-from matconv_port.train.sampling import (border_transforms, flow_stack_frames, plan_sub_batch,
-                                         temporal_stride_random_frames)
+from matconv_port.train.sampling import (
+    border_transforms,
+    flow_stack_frames,
+    plan_sub_batch,
+    temporal_stride_random_frames,
+)
 
 
 def test_temporal_stride_random_long_video():

@@ -6,9 +6,7 @@ command trains on several processes/GPUs.
 """
 from __future__ import annotations
 
-import functools
 import os
-import sys
 
 import click
 

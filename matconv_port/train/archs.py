@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from matconv_port.errors import ModelFormatError
-from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec
+from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec
 
 LR_WD_FILTERS = (1.0, 1.0)
 LR_WD_BIASES = (2.0, 0.0)

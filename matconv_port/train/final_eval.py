@@ -4,7 +4,7 @@ reports written to ``EXPDIR/eval_split<N>/``."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 
 def paper_eval(model_path: str, opts, log: Callable[[str], None] = print) -> dict | None:

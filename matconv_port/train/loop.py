@@ -29,18 +29,28 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from matconv_port.errors import DataError, MatConvPortError
+from matconv_port.errors import MatConvPortError
 from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size
-from matconv_port.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from matconv_port.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+)
 from matconv_port.train.logging import format_iteration, plot_curves, write_stats_json
-from matconv_port.train.optim import MatConvNetSGD, matconvnet_param_groups, moments_params
-from matconv_port.train.sampling import ClipPlan, TEMPORAL_STRIDES, plan_sub_batch
+from matconv_port.train.optim import (
+    MatConvNetSGD,
+    matconvnet_param_groups,
+    moments_params,
+)
+from matconv_port.train.sampling import TEMPORAL_STRIDES, ClipPlan, plan_sub_batch
 
 CHECKPOINT_KEY = "train"
 
@@ -496,7 +506,11 @@ class Trainer:
         """Fast protocol: whole frames, no flip; fusion: one 5-frame clip at stride 15
         (the paper's sampling, middle window); single streams: ``val_frames`` frames
         spread uniformly (averaged per video)."""
-        from matconv_port.eval.sampling import flow_uniform_candidates, fusion_candidates, rgb_uniform_candidates
+        from matconv_port.eval.sampling import (
+            flow_uniform_candidates,
+            fusion_candidates,
+            rgb_uniform_candidates,
+        )
         from matconv_port.train.sampling import flow_stack_frames
 
         h, w = self.frame_hw

@@ -25,7 +25,8 @@ with ``lr_mult`` the param's own learningRate (the epoch's rate is NOT applied) 
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -68,7 +69,7 @@ class MatConvNetSGD(Optimizer):
                     buf.zero_()
 
     @torch.no_grad()
-    def step(self, closure=None, *, batch_size: int | float = 1):  # type: ignore[override]
+    def step(self, closure=None, *, batch_size: float = 1):  # type: ignore[override]
         """Apply MatConvNet's update with the accumulated ``.grad`` of each param.
 
         ``batch_size``: the ``N`` the summed gradients are divided by (videos in the
