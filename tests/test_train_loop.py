@@ -164,3 +164,15 @@ def test_batchnorm_moments_average_rule(data_root, tmp_path, monkeypatch):
     expected = (1 - 0.3) * torch.from_numpy(m0).double() + (0.3 / n) * der
     torch.testing.assert_close(model.param("bn1x").double(), expected, rtol=1e-5, atol=1e-6)
     assert not torch.equal(model.param("bn1m"), torch.ones_like(model.param("bn1m")))  # multipliers trained by SGD
+
+
+def test_backprop_depth_for_first_epochs_only(data_root, tmp_path):
+    m = _net("flow")
+    before = _params(m)
+    opts = _opts(data_root, tmp_path, num_epochs=1, backprop_depth="relu5_3", backprop_depth_epochs=1)
+    Trainer(m, opts, log=lambda s: None).fit()
+    after1 = _params(m)
+    assert torch.equal(before["conv1_1f"], after1["conv1_1f"]) and not torch.equal(before["fc8f"], after1["fc8f"])
+    opts = _opts(data_root, tmp_path, num_epochs=2, backprop_depth="relu5_3", backprop_depth_epochs=1)
+    Trainer(m, opts, log=lambda s: None).fit()  # resumes: epoch 2 back-propagates everything
+    assert not torch.equal(after1["conv1_1f"], _params(m)["conv1_1f"])

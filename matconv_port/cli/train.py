@@ -51,6 +51,8 @@ def common_options(fn):
         click.option("--weight-decay", type=float, default=None),
         click.option("--dropout", type=float, default=None, help="Rate of every DropOut layer."),
         click.option("--backprop-depth", default=None, help="Back-propagate only the layers after this one ('none': all)."),
+        click.option("--backprop-depth-epochs", type=int, default=None,
+                     help="Apply --backprop-depth in the first N epochs only, then train everything."),
         click.option("--augmentation", default=None, type=click.Choice(["noCtr", "borders25", "multiScaleRegular", "none"])),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the last net-epoch-N.pt."),
@@ -79,7 +81,7 @@ def _options(kind: str, recipe_name: str, kw: dict):
         "num_sub_batches": kw.get("sub_batches"), "momentum": kw.get("momentum"),
         "weight_decay": kw.get("weight_decay"), "dropout": kw.get("dropout"),
         "augmentation": kw.get("augmentation"), "cache_frames": kw.get("cache_frames"),
-        "frames_per_clip": kw.get("frames"), "temporal_strides": _ints_range(kw.get("temporal_strides")),
+        "frames_per_clip": kw.get("frames"), "backprop_depth_epochs": kw.get("backprop_depth_epochs"), "temporal_strides": _ints_range(kw.get("temporal_strides")),
     }
     base.update({k: v for k, v in over.items() if v is not None})
     bd = kw.get("backprop_depth")

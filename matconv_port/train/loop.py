@@ -74,6 +74,9 @@ class TrainOptions:
     weight_decay: float = 5e-4
     dropout: float = 0.85
     backprop_depth: str | None = None
+    #: apply backprop_depth only in the first N epochs, then back-propagate everything
+    #: (the original's cell-array form, e.g. ``{'layer37','layer37','layer37'}``); None: always
+    backprop_depth_epochs: int | None = None
     augmentation: str = "noCtr"
     frames_per_clip: int = 5
     temporal_strides: list[int] = field(default_factory=lambda: list(TEMPORAL_STRIDES))
@@ -89,6 +92,11 @@ class TrainOptions:
     cache_frames: int = 0
     threads: int = 2
     progress: bool = True
+
+    def depth_for_epoch(self, epoch: int) -> str | None:
+        if self.backprop_depth_epochs is not None and epoch > self.backprop_depth_epochs:
+            return None
+        return self.backprop_depth
 
     def lr_for_epoch(self, epoch: int) -> float:
         return float(self.learning_rate[min(epoch, len(self.learning_rate)) - 1])
@@ -336,15 +344,22 @@ class Trainer:
         self.objectives = objective_layers(model)
         if not self.objectives:
             raise MatConvPortError("the net has no loss layer to train (dagnn.Loss with softmaxlog)")
-        self.trainable = trainable_param_names(model, opts.backprop_depth)
-        self.moments = moments_params(model) & self.trainable
-        names = [model.layer_specs[i].name for i in model.execution_order]
-        self.frozen_upto = names.index(opts.backprop_depth) if opts.backprop_depth else -1
-        for name, p in model.named_matconvnet_params():
-            p.requires_grad_(name in self.trainable and name not in self.moments)
-        self.optimizer = MatConvNetSGD(matconvnet_param_groups(model, self.trainable), lr=opts.lr_for_epoch(1),
+        # every param is in the optimizer; those not back-propagated get no gradient and
+        # are skipped by the update, as MatConvNet skips params with an empty der
+        self._set_depth(opts.depth_for_epoch(1))
+        self.optimizer = MatConvNetSGD(matconvnet_param_groups(model), lr=opts.lr_for_epoch(1),
                                        momentum=opts.momentum, weight_decay=opts.weight_decay)
         self.stats: dict[str, list] = {"train": [], "val": []}
+
+    def _set_depth(self, depth: str | None) -> None:
+        """``net.backpropDepth = depth``: which params get gradients, where autograd starts."""
+        model = self.model
+        self.trainable = trainable_param_names(model, depth)
+        self.moments = moments_params(model) & self.trainable
+        names = [model.layer_specs[i].name for i in model.execution_order]
+        self.frozen_upto = names.index(depth) if depth else -1
+        for name, p in model.named_matconvnet_params():
+            p.requires_grad_(name in self.trainable and name not in self.moments)
 
     def _input_names(self) -> dict[str, str]:
         ins = self.model.input_vars
@@ -413,6 +428,7 @@ class Trainer:
         opts, info, model = self.opts, self.info, self.model
         lr = opts.lr_for_epoch(epoch)
         self.optimizer.set_lr(lr)
+        self._set_depth(opts.depth_for_epoch(epoch))
         if opts.reset_momentum_each_epoch:
             self.optimizer.reset_momentum()
         subset = list(self.train_videos) * max(1, opts.epoch_factor)  # repmat(train, 1, epochFactor)
@@ -491,7 +507,7 @@ class Trainer:
                 p.grad = der if p.grad is None else p.grad + der
 
     def _apply_update(self, batch_size: int, running: _Running, stat_keys: list[str]) -> None:
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        params = [p for g in self.optimizer.param_groups if g.get("name") in self.trainable for p in g["params"]]
         if self.info.active:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             for p, g in zip(params, grads):
