@@ -81,7 +81,8 @@ def _options(kind: str, recipe_name: str, kw: dict):
         "num_sub_batches": kw.get("sub_batches"), "momentum": kw.get("momentum"),
         "weight_decay": kw.get("weight_decay"), "dropout": kw.get("dropout"),
         "augmentation": kw.get("augmentation"), "cache_frames": kw.get("cache_frames"),
-        "frames_per_clip": kw.get("frames"), "backprop_depth_epochs": kw.get("backprop_depth_epochs"), "temporal_strides": _ints_range(kw.get("temporal_strides")),
+        "frames_per_clip": kw.get("frames"), "backprop_depth_epochs": kw.get("backprop_depth_epochs"),
+        "temporal_strides": _ints_range(kw.get("temporal_strides")),
     }
     base.update({k: v for k, v in over.items() if v is not None})
     bd = kw.get("backprop_depth")
