@@ -229,7 +229,7 @@ def bench_case(case: Case, args, env: dict[str, str], work: str) -> dict[str, An
 
     from matconv_port import from_matconvnet_layout, load_model
 
-    iters = args.fused_iters if case.key == "fused" else args.iters
+    iters = {"fused": args.fused_iters, "narrow": 4 * args.iters}.get(case.key, args.iters)
     load_before = os.getloadavg()
     input_file = os.path.join(work, f"{case.key}_inputs.mat")
     scipy.io.savemat(input_file, dict(case.inputs, curBatchSize=float(case.videos), nFrames=float(case.frames)))
@@ -347,7 +347,8 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
-        diffs = ", ".join(f"`{k}` {v:.1e}" for k, v in r["max_rel_diff"].items())
+        diffs = ", ".join(f"`{k}` {v:.1e}" + ("" if v <= args.rtol else " **MISMATCH**")
+                          for k, v in r["max_rel_diff"].items())
         la = f"{r['loadavg'][0][0]:.1f} / {r['loadavg'][1][0]:.1f}"
         lines.append(
             f"| {r['key']}: {r['description']} | {r['iters']} | {_fmt_s(r['wall']['matconvnet'])} | "
@@ -369,8 +370,8 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--octave-setup", default="/tmp/refbuild", help="folder holding setup_refbuild.m")
-    ap.add_argument("--iters", type=int, default=5, help="timed passes per side (narrow, vgg16)")
-    ap.add_argument("--fused-iters", type=int, default=2, help="timed passes per side for the full fused net")
+    ap.add_argument("--iters", type=int, default=7, help="timed passes per side (vgg16; narrow gets 4x as many)")
+    ap.add_argument("--fused-iters", type=int, default=4, help="timed passes per side for the full fused net")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated from {', '.join(MODELS)}")
     ap.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
     ap.add_argument("--openblas-coretype", default="", help="OPENBLAS_CORETYPE for Octave (default: auto-detect)")
@@ -379,6 +380,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work folder's files")
     ap.add_argument("--results", default=DEFAULT_RESULTS, help="markdown file to (over)write")
     ap.add_argument("--no-results", action="store_true", help="print only")
+    ap.add_argument("--rtol", type=float, default=1e-4,
+                    help="largest max rel diff of a prediction var accepted as the same computation")
     ap.add_argument("--octave-timeout", type=float, default=600.0, help="seconds to wait for one Octave reply")
     args = ap.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -439,9 +442,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_results:
         from matconv_port.atomic import atomic_write_text
 
-        atomic_write_text(args.results, text)
+        atomic_write_text(args.results, text + _kept_notes(args.results))
         print(f"written: {args.results}")
+    bad = [f"{r['key']}:{k}" for r in results for k, v in r["max_rel_diff"].items() if not v <= args.rtol]
+    if bad:
+        print(f"MISMATCH (max rel diff > {args.rtol:g}): {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _kept_notes(path: str) -> str:
+    """The hand-written ``## Notes`` section (to the end) of an existing results file,
+    kept across runs."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError:
+        return ""
+    at = text.find("\n## Notes")
+    return "" if at < 0 else text[at:]
 
 
 if __name__ == "__main__":
