@@ -241,13 +241,18 @@ class MatConvNetModel(nn.Module):
         # MatConvNet's conserveMemory does, and stop once the wanted vars exist
         wanted = set(outputs)
         last_reader = self._last_readers()
+        given = set(inputs)
         for li in self.execution_order:
+            dying = [v for v in self.layer_specs[li].inputs if last_reader.get(v) == li and v not in wanted]
+            # a layer may overwrite its input when that input dies here and is not the caller's tensor
+            ctx.overwrite_input = bool(dying) and len(dying) == len(self.layer_specs[li].inputs) \
+                and not given.intersection(dying)
             self._run_layer(li, values, ctx)
-            for v in self.layer_specs[li].inputs:
-                if last_reader.get(v) == li and v not in wanted:
-                    values.pop(v, None)
+            for v in dying:
+                values.pop(v, None)
             if wanted.issubset(values):
                 break
+        ctx.overwrite_input = False
         return values
 
     def _last_readers(self) -> dict[str, int]:

@@ -23,9 +23,10 @@ class ReLU(MatConvNetLayer):
 
     def forward(self, inputs, params, ctx: ForwardContext):
         x = inputs[0]
+        inplace = ctx.overwrite_input and not (torch.is_grad_enabled() and x.requires_grad)
         if self.leak == 0:
-            return [F.relu(x)]
-        return [F.leaky_relu(x, self.leak)]
+            return [F.relu_(x) if inplace else F.relu(x)]
+        return [F.leaky_relu_(x, self.leak) if inplace else F.leaky_relu(x, self.leak)]
 
 
 @register_layer("dagnn.Sigmoid", simplenn="sigmoid")

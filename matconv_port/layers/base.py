@@ -25,6 +25,9 @@ class ForwardContext:
     lrn_mode: str = "exact"
     #: training: batch moments ``C x 2`` = [mean, sigma] computed by each BatchNorm layer
     batch_moments: dict = field(default_factory=dict)
+    #: set by the executor when the running layer's inputs are not needed afterwards
+    #: (an element-wise layer may then compute in place, as MatConvNet's conserveMemory)
+    overwrite_input: bool = False
 
 
 class MatConvNetLayer(nn.Module):
