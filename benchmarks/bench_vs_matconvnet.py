@@ -199,6 +199,17 @@ class OctaveForward:
         cpus = [float(v) for v in self._expect("CPU").split()]
         return list(zip(walls, cpus))
 
+    def layer_times(self) -> dict[str, float]:
+        """Per-layer seconds of the last pass (MatConvNet's own records)."""
+        self._send("layers")
+        out = {}
+        while True:
+            line = self._line()
+            if line == "END":
+                return out
+            _, name, sec = line.split()
+            out[name] = float(sec)
+
     def save(self, path: str) -> None:
         self._send(f"save {path}")
         self._expect("SAVED")
@@ -276,6 +287,7 @@ def bench_case(case: Case, args, env: dict[str, str], work: str) -> dict[str, An
                         w, c, out = ours()
                         del out
                         times[side].append((w, c))
+            breakdown = _breakdown(model, octave, ours) if args.breakdown and case.key != "narrow" else None
     finally:
         octave.close()
     med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v)) for k, v in times.items()}
@@ -286,10 +298,40 @@ def bench_case(case: Case, args, env: dict[str, str], work: str) -> dict[str, An
         "all_wall": {k: [t[0] for t in v] for k, v in times.items()},
         "ratio_wall": med["matconvnet"][0] / med["ours"][0], "ratio_cpu": med["matconvnet"][1] / med["ours"][1],
         "load_s": {"matconvnet": octave.load_s, "ours": ours_load},
-        "loadavg": (load_before, os.getloadavg()), "octave_info": octave.info,
+        "loadavg": (load_before, os.getloadavg()), "octave_info": octave.info, "breakdown": breakdown,
     }
     del model
     return result
+
+
+def _breakdown(model, octave: OctaveForward, ours) -> list[tuple[str, str, float, float]]:
+    """One more pass each, timed per layer: MatConvNet's own per-layer records, and
+    perf_counter around each of our layer modules (forward pre/post hooks).
+    Returns (layer name, layer type, MatConvNet s, ours s) in execution order."""
+    mine: dict[str, float] = {}
+    started: dict[str, float] = {}
+    hooks = []
+    for module, spec in zip(model.layers, model.layer_specs):
+        def pre(_m, _a, name=spec.name):
+            started[name] = time.perf_counter()
+
+        def post(_m, _a, _o, name=spec.name):
+            mine[name] = time.perf_counter() - started[name]
+
+        hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        octave.run(1)
+        theirs = octave.layer_times()
+        ours()
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = []
+    for li in model.execution_order:
+        spec = model.layer_specs[li]
+        if spec.name in mine or spec.name in theirs:
+            rows.append((spec.name, spec.type, theirs.get(spec.name, float("nan")), mine.get(spec.name, float("nan"))))
+    return rows
 
 
 # ----------------------------------------------------------------------------- report
@@ -317,8 +359,7 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
     lines = [
         "# Forward throughput: matconv-port vs the original MatConvNet under Octave",
         "",
-        "Made by `python benchmarks/bench_vs_matconvnet.py "
-        + " ".join(a for a in sys.argv[1:]) + "`" + " (driving `benchmarks/matconvnet_forward.m`).",
+        "Made by `" + " ".join(["python benchmarks/bench_vs_matconvnet.py"] + sys.argv[1:]) + "`" + " (driving `benchmarks/matconvnet_forward.m`).",
         "",
         f"- Date: {started} (whole run {elapsed:.0f} s)",
         f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs visible; no GPU (CPU code on both sides)",
@@ -358,6 +399,29 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
     for r in results:
         for side in ("matconvnet", "ours"):
             lines.append(f"- {r['key']} {side}: " + ", ".join(f"{t:.3f}" for t in r["all_wall"][side]))
+    for r in results:
+        if not r.get("breakdown"):
+            continue
+        rows = r["breakdown"]
+        lines += ["", f"Per-layer breakdown, {r['key']} (one extra pass each after the timed ones; MatConvNet's "
+                  "own per-layer records `res(i).time` / `layers(l).forwardTime`, ours perf_counter around each "
+                  "layer module):", "",
+                  "| layer type | layers | MatConvNet | ours | ratio |", "|---|---:|---:|---:|---:|"]
+        by_type: dict[str, list[float]] = {}
+        for _, typ, a, b in rows:
+            acc = by_type.setdefault(typ, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += a if a == a else 0.0
+            acc[2] += b if b == b else 0.0
+        for typ, (n, a, b) in sorted(by_type.items(), key=lambda kv: -max(kv[1][1], kv[1][2])):
+            ratio = f"{a / b:.2f}" if a >= 1e-3 and b >= 1e-3 else "(< 1 ms)"
+            lines.append(f"| {typ} | {n} | {_fmt_s(a)} | {_fmt_s(b) if b else 'not run'} | {ratio} |")
+        tot_a = sum(v[1] for v in by_type.values())
+        tot_b = sum(v[2] for v in by_type.values())
+        lines.append(f"| all | {len(rows)} | {_fmt_s(tot_a)} | {_fmt_s(tot_b)} | {tot_a / tot_b:.2f} |")
+        worst = sorted(rows, key=lambda row: -(row[3] - row[2]))[:5]
+        lines += ["", "Layers where ours loses most time: " + "; ".join(
+            f"`{n}` ({t}) {_fmt_s(a)} vs ours {_fmt_s(b)}" for n, t, a, b in worst if b > a) + "."]
     lines += ["", "Model loading (not timed above): "
               + "; ".join(f"{r['key']} MatConvNet {r['load_s']['matconvnet']:.1f} s, ours {r['load_s']['ours']:.1f} s"
                           for r in results) + ".", ""]
@@ -380,6 +444,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the work folder's files")
     ap.add_argument("--results", default=DEFAULT_RESULTS, help="markdown file to (over)write")
     ap.add_argument("--no-results", action="store_true", help="print only")
+    ap.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                    help="skip the per-layer pass (vgg16, fused)")
     ap.add_argument("--rtol", type=float, default=1e-4,
                     help="largest max rel diff of a prediction var accepted as the same computation")
     ap.add_argument("--octave-timeout", type=float, default=600.0, help="seconds to wait for one Octave reply")

@@ -28,6 +28,9 @@ function matconvnet_forward(net_file, input_file, keep_vars)
 %                  seconds of the process, all threads)
 %     save PATH    saves struct `outputs` (outputs.<var> as double) of the last forward
 %                  pass to PATH (-mat7-binary)
+%     layers       prints `LAYER <name> <seconds>` for each layer of the last pass, as
+%                  MatConvNet records it (vl_simplenn's res(i).time, DagNN's
+%                  layers(l).forwardTime), then `END`
 %     quit         returns
 %   Needs MatConvNet on the path (vl_setupnn) and, for 3D nets, MexConv3D's
 %   mex_conv3d/mex_maxpool3d (the project's refbuild: setup_refbuild()).
@@ -110,6 +113,21 @@ while true
       end
       save('-mat7-binary', parts{2}, 'outputs') ;
       fprintf('SAVED\n') ;
+    case 'layers'
+      % per-layer times of the last pass, as MatConvNet itself records them
+      % (vl_simplenn: res(i).time; DagNN eval: net.layers(l).forwardTime)
+      if is_dag
+        for l = 1:numel(net.layers)
+          if ~isempty(net.layers(l).forwardTime)
+            fprintf('LAYER %s %.6f\n', net.layers(l).name, net.layers(l).forwardTime) ;
+          end
+        end
+      else
+        for i = 1:numel(net.layers)
+          fprintf('LAYER %s %.6f\n', net.layers{i}.name, res(i).time) ;
+        end
+      end
+      fprintf('END\n') ;
     case 'quit'
       break ;
     otherwise
