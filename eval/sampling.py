@@ -102,34 +102,45 @@ def fusion_candidates(n: int, num: int = 50, stride: int = 15, clip_len: int = 5
     if len(fs) < clip_len:
         fs = [mround(v) for v in linspace(h + 1, n - h, clip_len)]
         stride = fs[1] - fs[0] if len(fs) > 1 else stride
-    if len(fs) < num:
-        if len(fs) > clip_len:
-            fs = fs[: len(fs) - len(fs) % clip_len]
-        diff = num - len(fs)
-        passes = 0
-        while diff > 0:
-            if passes % 2:  # from the start
-                add = colon(h + 1, stride, n - h)
-                add = add[: len(add) - len(add) % clip_len]
-                if len(add) > diff:
-                    add = add[:diff]
-            else:  # from the end
-                add = colon(n - h, -stride, h + 1)[::-1]
-                add = add[len(add) % clip_len:]
-                if len(add) > diff:
-                    add = add[len(add) - diff:]
-            if passes > 20:
-                add = [mround(v) for v in linspace(h + 1, n - h, clip_len)]
-            fs = fs + add
-            diff = num - len(fs)
-            stride = max(int(math.ceil(stride - 1)), 1)
-            passes += 1
+    fs = pad_samples(fs, n, num, stride, clip_len, h)
     if len(fs) > num:
         # s = randi(len-num) in 1..len-num; frameSamples(s+1:s+num) -> 0-based start s
         starts = tuple(range(1, len(fs) - num + 1))
     else:
         starts = (0,)
     return Candidates(tuple(fs), num, starts)
+
+
+def pad_samples(fs: list[int], n: int, num: int, stride: int, clip_len: int, h: int) -> list[int]:
+    """The padding loop of ``cnn_ucf101_get_im_flow_batch`` (shared by its training and
+    test branches): with fewer than ``num`` samples, cut to whole clips, then append
+    stride-spaced runs alternately from the end and from the start (whole clips each),
+    the stride shrinking by 1 per pass; after 20 passes ``round(linspace(...))`` runs.
+    ``h`` = flow frames on each side of a sample (stack / 4)."""
+    if len(fs) >= num:
+        return list(fs)
+    if len(fs) > clip_len:
+        fs = fs[: len(fs) - len(fs) % clip_len]
+    diff = num - len(fs)
+    passes = 0
+    while diff > 0:
+        if passes % 2:  # from the start
+            add = colon(h + 1, stride, n - h)
+            add = add[: len(add) - len(add) % clip_len]
+            if len(add) > diff:
+                add = add[:diff]
+        else:  # from the end
+            add = colon(n - h, -stride, h + 1)[::-1]
+            add = add[len(add) % clip_len:]
+            if len(add) > diff:
+                add = add[len(add) - diff:]
+        if passes > 20:
+            add = [mround(v) for v in linspace(h + 1, n - h, clip_len)]
+        fs = fs + add
+        diff = num - len(fs)
+        stride = max(int(math.ceil(stride - 1)), 1)
+        passes += 1
+    return list(fs)
 
 
 def rgb_uniform_candidates(n: int, num: int = 25) -> Candidates:

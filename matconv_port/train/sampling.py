@@ -44,6 +44,7 @@ import numpy as np
 
 from matconv_port.errors import DataError
 from matconv_port.eval.matlab import colon
+from matconv_port.eval.sampling import pad_samples
 
 FLOW_STACK = 20
 TEMPORAL_STRIDES = tuple(range(5, 16))
@@ -81,32 +82,8 @@ def temporal_stride_random_frames(n: int, stride: int, num: int = 5, stack: int 
     if n < 2 * h + 1:
         raise DataError(f"{n} frames: a {stack}-channel flow stack needs at least {2 * h + 1}")
     rng = rng or np.random.default_rng()
-    fs = colon(h + 1, stride, n - h)
-    clip_len = num  # nFrameStack = nFramesPerVid in training
-    if len(fs) < num:
-        if len(fs) > clip_len:
-            fs = fs[: len(fs) - len(fs) % clip_len]
-        diff = num - len(fs)
-        passes = 0
-        while diff > 0:
-            if passes % 2:  # add to the front
-                add = colon(h + 1, stride, n - h)
-                add = add[: len(add) - len(add) % clip_len]
-                if len(add) > diff:
-                    add = add[:diff]
-            else:  # add to the back
-                add = colon(n - h, -stride, h + 1)[::-1]
-                add = add[len(add) % clip_len:]
-                if len(add) > diff:
-                    add = add[len(add) - diff:]
-            if passes > 20:
-                from matconv_port.eval.matlab import linspace, mround
-
-                add = [mround(v) for v in linspace(h + 1, n - h, clip_len)]
-            fs = fs + add
-            diff = num - len(fs)
-            stride = max(int(math.ceil(stride - 1)), 1)
-            passes += 1
+    # nFrameStack = nFramesPerVid in training; no linspace fallback in this branch
+    fs = pad_samples(colon(h + 1, stride, n - h), n, num, stride, num, h)
     if len(fs) > num:
         s = int(rng.integers(1, len(fs) - num + 1))  # randi(len-num)
         fs = fs[s:s + num]
