@@ -19,10 +19,10 @@ import numpy as np
 
 from matconv_port.errors import ModelFormatError
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec
+from matconv_port.fusion.surgery import set_lr_wd  # dagnn.DagNN.setLrWd, one implementation
 
 LR_WD_FILTERS = (1.0, 1.0)
 LR_WD_BIASES = (2.0, 0.0)
-LR_WD_BNORM = ((2.0, 0.0), (1.0, 0.0), (0.05, 0.0))
 IMAGENET_CLASSES = 1000
 
 
@@ -166,24 +166,6 @@ ARCHS = {"demo": demo, "vgg16": vgg16}
 
 
 # ----------------------------------------------------------------------------- surgery helpers
-def set_lr_wd(spec: NetSpec) -> None:
-    """``dagnn.DagNN.setLrWd`` defaults: every layer's 1st param lr 1 wd 1, 2nd lr 2 wd 0;
-    BatchNorm multipliers lr 2 wd 0, biases lr 1 wd 0, moments lr 0.05 wd 0."""
-    for layer in spec.layers:
-        for slot, pname in enumerate(layer.params):
-            p = spec.params.get(pname)
-            if p is None:
-                continue
-            if layer.type == "dagnn.BatchNorm":
-                if slot < 3:
-                    p.learning_rate, p.weight_decay = LR_WD_BNORM[slot]
-                    p.value = np.squeeze(np.asarray(p.value)) if slot < 2 else p.value
-            elif slot == 0:
-                p.learning_rate, p.weight_decay = LR_WD_FILTERS
-            elif slot == 1:
-                p.learning_rate, p.weight_decay = LR_WD_BIASES
-
-
 def set_dropout(spec: NetSpec, rate: float) -> None:
     """Set every DropOut layer's rate (``block.rate``)."""
     for layer in spec.layers:
