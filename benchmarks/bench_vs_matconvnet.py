@@ -30,7 +30,8 @@ used as it is), then
   abs difference / max |MatConvNet value|) so that the same work is timed, then
   ``--iters`` timed passes each, alternating which side goes first.
 
-Both sides get the same thread count (``--threads``, default 2): ``OMP_NUM_THREADS``,
+Both sides get the same thread count (``--threads``, default 2; ``--threads 2,1`` runs
+each model at both): ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` for both processes and
 ``torch.set_num_threads``. OpenBLAS keeps the kernel it detects for the CPU (its
 fastest); ``--openblas-coretype Haswell`` reproduces the shared fixtures bitwise.
@@ -39,7 +40,7 @@ ratio = MatConvNet median time / matconv-port median time (> 1: the port is fast
 for wall time and for process CPU time (all threads).
 
     python benchmarks/bench_vs_matconvnet.py [--octave-setup /tmp/refbuild] [--iters N]
-        [--fused-iters N] [--models narrow,vgg16,fused] [--threads 2] [--work DIR]
+        [--fused-iters N] [--models narrow,vgg16,fused] [--threads 2[,1]] [--work DIR]
         [--keep] [--results benchmarks/RESULTS_matconvnet.md | --no-results]
 
 Big files go to ``--work`` (default ``/tmp/matconv_bench_vs_mcn``), removed at the end
@@ -281,6 +282,7 @@ def bench_case(case: Case, args, env: dict[str, str], work: str) -> dict[str, An
             for i in range(iters):
                 order = ("matconvnet", "ours") if i % 2 == 0 else ("ours", "matconvnet")
                 for side in order:
+                    time.sleep(args.pause)
                     if side == "matconvnet":
                         times[side] += octave.run(1)
                     else:
@@ -304,10 +306,11 @@ def bench_case(case: Case, args, env: dict[str, str], work: str) -> dict[str, An
     return result
 
 
-def _breakdown(model, octave: OctaveForward, ours) -> list[tuple[str, str, float, float]]:
+def _breakdown(model, octave: OctaveForward, ours) -> dict[str, Any]:
     """One more pass each, timed per layer: MatConvNet's own per-layer records, and
     perf_counter around each of our layer modules (forward pre/post hooks).
-    Returns (layer name, layer type, MatConvNet s, ours s) in execution order."""
+    Returns ``rows``: (layer name, layer type, MatConvNet s, ours s) in execution order,
+    and ``total``: (MatConvNet s, ours s) of that whole pass."""
     mine: dict[str, float] = {}
     started: dict[str, float] = {}
     hooks = []
@@ -320,9 +323,9 @@ def _breakdown(model, octave: OctaveForward, ours) -> list[tuple[str, str, float
 
         hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
     try:
-        octave.run(1)
+        total_theirs = octave.run(1)[0][0]
         theirs = octave.layer_times()
-        ours()
+        total_ours = ours()[0]
     finally:
         for h in hooks:
             h.remove()
@@ -331,7 +334,7 @@ def _breakdown(model, octave: OctaveForward, ours) -> list[tuple[str, str, float
         spec = model.layer_specs[li]
         if spec.name in mine or spec.name in theirs:
             rows.append((spec.name, spec.type, theirs.get(spec.name, float("nan")), mine.get(spec.name, float("nan"))))
-    return rows
+    return {"rows": rows, "total": (total_theirs, total_ours)}
 
 
 # ----------------------------------------------------------------------------- report
@@ -363,9 +366,10 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
         "",
         f"- Date: {started} (whole run {elapsed:.0f} s)",
         f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs visible; no GPU (CPU code on both sides)",
-        f"- Threads: {args.threads} on both sides: OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = MKL_NUM_THREADS = "
-        f"{args.threads} for Octave and this process, torch.set_num_threads({args.threads}) "
-        f"(torch reports {torch.get_num_threads()} intra-op threads)",
+        "- Threads: the same count on both sides (column `threads`): OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = "
+        "MKL_NUM_THREADS = that count for the Octave child, torch.set_num_threads(that count) here (this "
+        f"process started with those variables at {max(args.threads)}); torch reported "
+        + ", ".join(sorted({f"{r['threads'][1]} intra-op threads for {r['threads'][0]}" for r in results})),
         f"- matconv-port: torch {torch.__version__}, Python {platform.python_version()}, "
         "`load_model(path, lrn_mode=\"fast\")`, `model(*inputs)` under `torch.no_grad()`",
         f"- MatConvNet: the twostreamfusion fork (a098f08) + MexConv3D built for {info.get('VERSION', 'Octave')} "
@@ -379,31 +383,34 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
         "even rounds, ours first on odd ones); medians. CPU = process CPU time (all threads; Octave "
         "`cputime`, Python `time.process_time`). Load average = 1-minute load before / after each model; "
         "the box is shared with other engineers' jobs, so wall times are noisy and CPU time is the "
-        "steadier figure.",
+        "steadier figure. \"ratio of fastest passes\" = min MatConvNet / min ours (the passes least "
+        "disturbed by other jobs).",
         "",
         "**ratio = MatConvNet median / matconv-port median** (> 1: the port is faster).",
         "",
-        "| model | timed passes | MatConvNet wall | ours wall | ratio (wall) | MatConvNet CPU | ours CPU "
-        "| ratio (CPU) | max rel diff of prediction vars | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| model | threads | timed passes | MatConvNet wall | ours wall | ratio (wall) | ratio of fastest passes "
+        "| MatConvNet CPU | ours CPU | ratio (CPU) | max rel diff of prediction vars | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         diffs = ", ".join(f"`{k}` {v:.1e}" + ("" if v <= args.rtol else " **MISMATCH**")
                           for k, v in r["max_rel_diff"].items())
         la = f"{r['loadavg'][0][0]:.1f} / {r['loadavg'][1][0]:.1f}"
         lines.append(
-            f"| {r['key']}: {r['description']} | {r['iters']} | {_fmt_s(r['wall']['matconvnet'])} | "
-            f"{_fmt_s(r['wall']['ours'])} | **{r['ratio_wall']:.2f}** | {_fmt_s(r['cpu']['matconvnet'])} | "
+            f"| {r['key']}: {r['description']} | {r['threads'][0]} | {r['iters']} | {_fmt_s(r['wall']['matconvnet'])} | "
+            f"{_fmt_s(r['wall']['ours'])} | **{r['ratio_wall']:.2f}** | "
+            f"{min(r['all_wall']['matconvnet']) / min(r['all_wall']['ours']):.2f} | {_fmt_s(r['cpu']['matconvnet'])} | "
             f"{_fmt_s(r['cpu']['ours'])} | {r['ratio_cpu']:.2f} | {diffs} | {la} |")
     lines += ["", "Every timed pass (wall seconds):", ""]
     for r in results:
         for side in ("matconvnet", "ours"):
-            lines.append(f"- {r['key']} {side}: " + ", ".join(f"{t:.3f}" for t in r["all_wall"][side]))
+            lines.append(f"- {r['key']}, threads={r['threads'][0]}, {side}: " + ", ".join(f"{t:.3f}" for t in r["all_wall"][side]))
     for r in results:
         if not r.get("breakdown"):
             continue
-        rows = r["breakdown"]
-        lines += ["", f"Per-layer breakdown, {r['key']} (one extra pass each after the timed ones; MatConvNet's "
+        rows = r["breakdown"]["rows"]
+        whole = r["breakdown"]["total"]
+        lines += ["", f"Per-layer breakdown, {r['key']}, threads={r['threads'][0]} (one extra pass each after the timed ones; MatConvNet's "
                   "own per-layer records `res(i).time` / `layers(l).forwardTime`, ours perf_counter around each "
                   "layer module):", "",
                   "| layer type | layers | MatConvNet | ours | ratio |", "|---|---:|---:|---:|---:|"]
@@ -418,12 +425,13 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
             lines.append(f"| {typ} | {n} | {_fmt_s(a)} | {_fmt_s(b) if b else 'not run'} | {ratio} |")
         tot_a = sum(v[1] for v in by_type.values())
         tot_b = sum(v[2] for v in by_type.values())
-        lines.append(f"| all | {len(rows)} | {_fmt_s(tot_a)} | {_fmt_s(tot_b)} | {tot_a / tot_b:.2f} |")
+        lines.append(f"| all layers | {len(rows)} | {_fmt_s(tot_a)} | {_fmt_s(tot_b)} | {tot_a / tot_b:.2f} |")
+        lines.append(f"| whole pass (wall) | | {_fmt_s(whole[0])} | {_fmt_s(whole[1])} | {whole[0] / whole[1]:.2f} |")
         worst = sorted(rows, key=lambda row: -(row[3] - row[2]))[:5]
         lines += ["", "Layers where ours loses most time: " + "; ".join(
             f"`{n}` ({t}) {_fmt_s(a)} vs ours {_fmt_s(b)}" for n, t, a, b in worst if b > a) + "."]
     lines += ["", "Model loading (not timed above): "
-              + "; ".join(f"{r['key']} MatConvNet {r['load_s']['matconvnet']:.1f} s, ours {r['load_s']['ours']:.1f} s"
+              + "; ".join(f"{r['key']} (threads={r['threads'][0]}) MatConvNet {r['load_s']['matconvnet']:.1f} s, ours {r['load_s']['ours']:.1f} s"
                           for r in results) + ".", ""]
     return "\n".join(lines)
 
@@ -434,10 +442,11 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--octave-setup", default="/tmp/refbuild", help="folder holding setup_refbuild.m")
-    ap.add_argument("--iters", type=int, default=7, help="timed passes per side (vgg16; narrow gets 4x as many)")
-    ap.add_argument("--fused-iters", type=int, default=4, help="timed passes per side for the full fused net")
+    ap.add_argument("--iters", type=int, default=10, help="timed passes per side (vgg16; narrow gets 4x as many)")
+    ap.add_argument("--fused-iters", type=int, default=6, help="timed passes per side for the full fused net")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated from {', '.join(MODELS)}")
-    ap.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
+    ap.add_argument("--threads", default="2",
+                    help="threads for both sides; a comma-separated list runs each model at each (default 2)")
     ap.add_argument("--openblas-coretype", default="", help="OPENBLAS_CORETYPE for Octave (default: auto-detect)")
     ap.add_argument("--work", default=DEFAULT_WORK, help=f"work folder for big files (default {DEFAULT_WORK})")
     ap.add_argument("--seed", type=int, default=0)
@@ -446,6 +455,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-results", action="store_true", help="print only")
     ap.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                     help="skip the per-layer pass (vgg16, fused)")
+    ap.add_argument("--pause", type=float, default=0.3,
+                    help="seconds of sleep before each timed pass, so that the other side's BLAS/OpenMP "
+                         "worker threads, which spin for a while after their work, are idle (default 0.3)")
     ap.add_argument("--rtol", type=float, default=1e-4,
                     help="largest max rel diff of a prediction var accepted as the same computation")
     ap.add_argument("--octave-timeout", type=float, default=600.0, help="seconds to wait for one Octave reply")
@@ -454,7 +466,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad = [m for m in args.models if m not in MODELS]
     if bad:
         ap.error(f"unknown model(s) {', '.join(bad)}; choose from {', '.join(MODELS)}")
-    if args.iters < 1 or args.fused_iters < 1 or args.threads < 1:
+    try:
+        args.threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    except ValueError:
+        ap.error(f"--threads takes integers, not {args.threads!r}")
+    if args.iters < 1 or args.fused_iters < 1 or not args.threads or min(args.threads) < 1:
         ap.error("--iters, --fused-iters and --threads must be >= 1")
     if os.path.abspath(args.work).startswith(REPO + os.sep):
         ap.error(f"refusing to put big files into the repository ({args.work})")
@@ -465,19 +481,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    threads = str(args.threads)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = threads  # before torch is imported
-    env = dict(os.environ)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _child_env(args, nthreads: int) -> dict[str, str]:
+    """Octave's environment: the thread count, and OPENBLAS_CORETYPE only if asked."""
+    env = dict(os.environ, **{var: str(nthreads) for var in THREAD_VARS})
     if args.openblas_coretype:
         env["OPENBLAS_CORETYPE"] = args.openblas_coretype
     else:
         env.pop("OPENBLAS_CORETYPE", None)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for var in THREAD_VARS:
+        os.environ[var] = str(max(args.threads))  # before torch is imported; set_num_threads per run
     import torch
 
-    torch.set_num_threads(args.threads)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     t_start = time.perf_counter()
     os.makedirs(args.work, exist_ok=True)
@@ -488,14 +510,19 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             case = make_case(key, work, args.seed)
             print(f"[{key}] model ready in {time.perf_counter() - t0:.1f} s: {case.path}", flush=True)
-            r = bench_case(case, args, env, work)
+            for nthreads in args.threads:
+                env = _child_env(args, nthreads)
+                torch.set_num_threads(nthreads)
+                r = bench_case(case, args, env, work)
+                r["threads"] = (nthreads, torch.get_num_threads())
+                results.append(r)
+                print(f"[{key}, threads={nthreads}] MatConvNet {_fmt_s(r['wall']['matconvnet'])}, "
+                      f"ours {_fmt_s(r['wall']['ours'])}: ratio {r['ratio_wall']:.2f} (wall), "
+                      f"{r['ratio_cpu']:.2f} (CPU); max rel diff "
+                      + ", ".join(f"{k} {v:.1e}" for k, v in r["max_rel_diff"].items())
+                      + f"; load avg {r['loadavg'][0][0]:.1f}/{r['loadavg'][1][0]:.1f}", flush=True)
             if case.generated and not args.keep:
                 os.unlink(case.path)
-            results.append(r)
-            print(f"[{key}] MatConvNet {_fmt_s(r['wall']['matconvnet'])}, ours {_fmt_s(r['wall']['ours'])}: "
-                  f"ratio {r['ratio_wall']:.2f} (wall), {r['ratio_cpu']:.2f} (CPU); max rel diff "
-                  + ", ".join(f"{k} {v:.1e}" for k, v in r["max_rel_diff"].items())
-                  + f"; load avg {r['loadavg'][0][0]:.1f}/{r['loadavg'][1][0]:.1f}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
