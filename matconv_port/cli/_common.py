@@ -1,6 +1,7 @@
 """Shared CLI plumbing: error reporting and exit codes."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, TypeVar
 
@@ -30,6 +31,15 @@ def run_guarded(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+        raise
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for more
+        if os.environ.get("MATCONV_PORT_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(f"internal error: {type(exc).__name__}: {first} (set MATCONV_PORT_DEBUG=1 for the traceback; "
+                   f"please report it)", err=True)
+        sys.exit(1)
 
 
 def parse_csv(value: str | None) -> list[str] | None:

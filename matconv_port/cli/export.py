@@ -131,8 +131,5 @@ def command(model: str, out: str, fmt: str | None, outputs: str | None, frames: 
         if check_data:
             from matconv_port.converters.matfile import write_mat
 
-            from matconv_port.export.matconvnet_export import set_default_permissions
-
             write_mat(check_data, data, version="7")
-            set_default_permissions(check_data)
             click.echo(f"wrote {check_data} (inputs and PyTorch outputs for fixtures/check_export_in_matconvnet.m)")
