@@ -16,7 +16,7 @@ matconv-port convert fixtures/reference/dagnn_misc_a.mat -o "$OUT/dagnn_misc_a.p
 matconv-port inspect "$OUT/dagnn_misc_a.pt"
 python examples/run_fixture_model.py fixtures/reference/dagnn_misc_a.mat "$OUT/dagnn_misc_a.pt"
 
-step "1b. the paper's fused net as MatConvNet saved it, rebuilt here from its two streams"
+step "1b. the paper's fused two-stream net as the original MatConvNet code saved it (narrow VGG-16 towers)"
 matconv-port inspect fixtures/reference/fusion_twostream_vgg16narrow_a.mat | tail -12
 
 step "2. synthetic dataset (class = direction of motion)"

@@ -28,6 +28,8 @@ def command(model: str, input_size: str | None, custom_layers: tuple[str, ...]) 
         from matconv_port.fusion import describe_fusion
     except ImportError:
         return
+    if not any(l.name.endswith(("_spatial", "_temporal")) for l in net.layer_specs):
+        return  # not a two-stream net
     extra = [line for line in describe_fusion(net) if line not in lines]
     if extra:
         click.echo("")
