@@ -124,7 +124,8 @@ def make_case(key: str, work: str, seed: int) -> Case:
         frames = int(np.ravel(d["nFrames"])[0]) if "nFrames" in d else d["input"].shape[3] // videos
         return Case(key, "fused two-stream DagNN, narrow VGG-16 towers (shared reference fixture), "
                     f"40 x 40, {frames} frames x {videos} videos", NARROW,
-                    {"input": np.asarray(d["input"], np.float32), "input_flow": np.asarray(d["input_flow"], np.float32)},
+                    {"input": np.asarray(d["input"], np.float32),
+                     "input_flow": np.asarray(d["input_flow"], np.float32)},
                     videos, frames)
     if key == "vgg16":
         path = os.path.join(work, "vgg16_simplenn_v5.mat")
@@ -186,7 +187,8 @@ class OctaveForward:
             self.log.flush()
             with open(self.log.name) as fh:
                 err = [l.rstrip() for l in fh if l.startswith("error")]
-            raise RuntimeError(f"octave-cli stopped (status {self.proc.returncode}): {' | '.join(err[-3:]) or 'no output'}")
+            why = " | ".join(err[-3:]) or "no output"
+            raise RuntimeError(f"octave-cli stopped (status {self.proc.returncode}): {why}")
         return line.strip()
 
     def _send(self, command: str) -> None:
@@ -341,14 +343,15 @@ def _breakdown(model, octave: OctaveForward, ours) -> dict[str, Any]:
 
 
 def _cpu_model() -> str:
+    """lscpu's model name and topology (sockets x cores x threads per core)."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
     except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    return (f"{fields.get('Model name', 'unknown CPU')}, {fields.get('CPU(s)', '?')} CPUs "
+            f"({fields.get('Socket(s)', '?')} socket x {fields.get('Core(s) per socket', '?')} cores x "
+            f"{fields.get('Thread(s) per core', '?')} thread per core)")
 
 
 def _fmt_s(s: float) -> str:
@@ -362,10 +365,11 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
     lines = [
         "# Forward throughput: matconv-port vs the original MatConvNet under Octave",
         "",
-        "Made by `" + " ".join(["python benchmarks/bench_vs_matconvnet.py"] + sys.argv[1:]) + "`" + " (driving `benchmarks/matconvnet_forward.m`).",
+        "Made by `" + " ".join(["python benchmarks/bench_vs_matconvnet.py"] + sys.argv[1:])
+        + "` (driving `benchmarks/matconvnet_forward.m`).",
         "",
         f"- Date: {started} (whole run {elapsed:.0f} s)",
-        f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs visible; no GPU (CPU code on both sides)",
+        f"- Machine (lscpu): {_cpu_model()}; no GPU (CPU code on both sides)",
         "- Threads: the same count on both sides (column `threads`): OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = "
         "MKL_NUM_THREADS = that count for the Octave child, torch.set_num_threads(that count) here (this "
         f"process started with those variables at {max(args.threads)}); torch reported "
@@ -397,20 +401,23 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
                           for k, v in r["max_rel_diff"].items())
         la = f"{r['loadavg'][0][0]:.1f} / {r['loadavg'][1][0]:.1f}"
         lines.append(
-            f"| {r['key']}: {r['description']} | {r['threads'][0]} | {r['iters']} | {_fmt_s(r['wall']['matconvnet'])} | "
+            f"| {r['key']}: {r['description']} | {r['threads'][0]} | {r['iters']} | "
+            f"{_fmt_s(r['wall']['matconvnet'])} | "
             f"{_fmt_s(r['wall']['ours'])} | **{r['ratio_wall']:.2f}** | "
             f"{min(r['all_wall']['matconvnet']) / min(r['all_wall']['ours']):.2f} | {_fmt_s(r['cpu']['matconvnet'])} | "
             f"{_fmt_s(r['cpu']['ours'])} | {r['ratio_cpu']:.2f} | {diffs} | {la} |")
     lines += ["", "Every timed pass (wall seconds):", ""]
     for r in results:
         for side in ("matconvnet", "ours"):
-            lines.append(f"- {r['key']}, threads={r['threads'][0]}, {side}: " + ", ".join(f"{t:.3f}" for t in r["all_wall"][side]))
+            lines.append(f"- {r['key']}, threads={r['threads'][0]}, {side}: "
+                         + ", ".join(f"{t:.3f}" for t in r["all_wall"][side]))
     for r in results:
         if not r.get("breakdown"):
             continue
         rows = r["breakdown"]["rows"]
         whole = r["breakdown"]["total"]
-        lines += ["", f"Per-layer breakdown, {r['key']}, threads={r['threads'][0]} (one extra pass each after the timed ones; MatConvNet's "
+        lines += ["", f"Per-layer breakdown, {r['key']}, threads={r['threads'][0]} (one extra pass each after the "
+                  "timed ones; MatConvNet's "
                   "own per-layer records `res(i).time` / `layers(l).forwardTime`, ours perf_counter around each "
                   "layer module):", "",
                   "| layer type | layers | MatConvNet | ours | ratio |", "|---|---:|---:|---:|---:|"]
@@ -431,7 +438,8 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
         lines += ["", "Layers where ours loses most time: " + "; ".join(
             f"`{n}` ({t}) {_fmt_s(a)} vs ours {_fmt_s(b)}" for n, t, a, b in worst if b > a) + "."]
     lines += ["", "Model loading (not timed above): "
-              + "; ".join(f"{r['key']} (threads={r['threads'][0]}) MatConvNet {r['load_s']['matconvnet']:.1f} s, ours {r['load_s']['ours']:.1f} s"
+              + "; ".join(f"{r['key']} (threads={r['threads'][0]}) MatConvNet {r['load_s']['matconvnet']:.1f} s, "
+                          f"ours {r['load_s']['ours']:.1f} s"
                           for r in results) + ".", ""]
     return "\n".join(lines)
 
