@@ -266,17 +266,21 @@ def chars_to_python(codes: np.ndarray, dims: tuple) -> str | list[str]:
     return lines[0] if rows == 1 else lines
 
 
+def header_endian(head: bytes | memoryview) -> str:
+    """Byte order from the 128-byte MAT header (``IM``: little, ``MI``: big endian)."""
+    if len(head) < 128:
+        raise Mat5FormatError("file is shorter than the 128-byte MAT header")
+    indicator = bytes(head[126:128])
+    if indicator == b"IM":
+        return "<"
+    if indicator == b"MI":
+        return ">"
+    raise Mat5FormatError("no MAT-file endian indicator in the header")
+
+
 def read_mat5(buf: bytes | memoryview) -> dict[str, Any]:
     """Decode a whole level-5 MAT file held in ``buf``; raises Mat5FormatError."""
-    if len(buf) < 128:
-        raise Mat5FormatError("file is shorter than the 128-byte MAT header")
-    indicator = bytes(buf[126:128])
-    if indicator == b"IM":
-        endian = "<"
-    elif indicator == b"MI":
-        endian = ">"
-    else:
-        raise Mat5FormatError("no MAT-file endian indicator in the header")
+    endian = header_endian(buf[:128])
     reader = _Reader(buf, endian)
     out: dict[str, Any] = {}
     pos = 128
@@ -341,16 +345,7 @@ def read_mat5_file(fh) -> dict[str, Any]:
     at a time: a compressed (-v7) variable is inflated chunk by chunk into a writable
     buffer, an uncompressed (-v6) one read into its own buffer; big numeric arrays are
     views into that buffer (no second copy)."""
-    head = fh.read(128)
-    if len(head) < 128:
-        raise Mat5FormatError("file is shorter than the 128-byte MAT header")
-    indicator = bytes(head[126:128])
-    if indicator == b"IM":
-        endian = "<"
-    elif indicator == b"MI":
-        endian = ">"
-    else:
-        raise Mat5FormatError("no MAT-file endian indicator in the header")
+    endian = header_endian(fh.read(128))
     out: dict[str, Any] = {}
     pos = 128
     while True:

@@ -75,18 +75,8 @@ def read_jpeg(path: str, grey: bool) -> np.ndarray:
 
     Raises :class:`DataError` naming the file when it is missing or unreadable.
     """
-    try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: frame missing") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read frame ({exc.strerror})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise DataError(f"{path}: not a readable JPEG image")
-    if not grey:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
+    img = _read_bgr_or_grey(path, grey)
+    return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)
@@ -376,6 +366,7 @@ class VideoChunkDataset(Dataset):
 
 
 def _read_bgr_or_grey(path: str, grey: bool) -> np.ndarray:
+    """Decode a JPEG as OpenCV gives it (BGR or grey); one-line DataError naming the file."""
     try:
         buf = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:

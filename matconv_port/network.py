@@ -123,14 +123,8 @@ class MatConvNetModel(nn.Module):
     # ------------------------------------------------------------------ names
     @property
     def var_names(self) -> list[str]:
-        names = [v.name for v in self.vars_spec]
-        seen = set(names)
-        for l in self.layer_specs:
-            for n in list(l.inputs) + list(l.outputs):
-                if n not in seen:
-                    seen.add(n)
-                    names.append(n)
-        return names
+        """Every var: the file's var order, then any var only a layer names."""
+        return NetSpec(layers=self.layer_specs, vars=self.vars_spec).all_var_names()
 
     @property
     def all_input_vars(self) -> list[str]:
