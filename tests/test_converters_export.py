@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 import pytest
-
 from matconv_port.converters import load_netspec, mat_equal, write_mat
 from matconv_port.converters.to_dagnn import matlab_value, netspec_to_dagnn_struct
+from parity_utils import REAL_MODELS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
-REAL = "/work/shared/real_matconvnet_models/cszn_DnCNN__DnCNN-epoch-50.mat"
+REAL = os.path.join(REAL_MODELS, "cszn_DnCNN__DnCNN-epoch-50.mat")
 
 
 def _same(a, b):

@@ -8,13 +8,21 @@ import os
 
 import numpy as np
 import pytest
+from matconv_port.converters import (
+    MatCell,
+    MatStructArray,
+    load_netspec,
+    netspec_from_variables,
+    read_mat,
+    write_mat,
+)
+from parity_utils import REAL_MODELS
 
-from matconv_port.converters import MatCell, MatStructArray, load_netspec, netspec_from_variables, read_mat, write_mat
 from matconv_port.errors import MatFileError, ModelFormatError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
-REAL_DIR = "/work/shared/real_matconvnet_models"
+REAL_DIR = REAL_MODELS
 needs_real = pytest.mark.skipif(not os.path.isdir(REAL_DIR), reason=f"{REAL_DIR} not present on this machine")
 
 

@@ -10,16 +10,24 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-
 from matconv_port.converters import matfile
-from matconv_port.converters.matfile import (MatCell, MatOpaque, MatStructArray, mat_equal, mat_version,
-                                             read_mat, write_mat)
+from matconv_port.converters.matfile import (
+    MatCell,
+    MatOpaque,
+    MatStructArray,
+    mat_equal,
+    mat_version,
+    read_mat,
+    write_mat,
+)
+from parity_utils import REAL_MODELS, SHARED
+
 from matconv_port.errors import MatFileError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
-SHARED_REF = "/work/shared/matconvnet_reference"
-REAL_DIR = "/work/shared/real_matconvnet_models"
+SHARED_REF = os.path.join(SHARED, "matconvnet_reference")
+REAL_DIR = REAL_MODELS
 
 REF_FILES = sorted(glob.glob(os.path.join(REF_DIR, "*.mat")))
 REAL_FILES = sorted(glob.glob(os.path.join(REAL_DIR, "*.mat")))
