@@ -200,7 +200,10 @@ def param_to_torch(layout: str, value, inplace: bool = False) -> torch.Tensor:
         done = _swap_hw_inplace(arr, _INPLACE_NDIM[layout])
         if done is not None:
             return torch.from_numpy(done)
-    return torch.from_numpy(PARAM_LAYOUTS[layout].to_torch(arr))
+    out = PARAM_LAYOUTS[layout].to_torch(arr)
+    if np.may_share_memory(out, arr):  # never alias the caller's array (training writes in place)
+        out = out.copy()
+    return torch.from_numpy(out)
 
 
 def param_to_matconvnet(layout: str, tensor: torch.Tensor, shape: tuple) -> np.ndarray:
