@@ -32,7 +32,7 @@ def _gray(path) -> np.ndarray:
 
 def test_defaults_are_small_and_fast(dataset):
     assert dataset["_seconds"] < 10
-    assert dataset["classes"] == ["MoveRight", "MoveLeft", "MoveDown", "MoveUp"]
+    assert dataset["classes"] == ["MoveUp", "MoveDown", "MoveSideways", "MoveUpDiagonal"]
     assert len(dataset["videos"]) == 4 * 12
     assert 24 <= dataset["frames"] <= 40
 
@@ -52,26 +52,34 @@ def test_layout_and_counts(dataset):
 
 
 def test_the_class_is_the_motion(dataset):
-    """Flow JPEGs: MoveRight has u > 128 where it moves, MoveLeft u < 128, MoveDown v > 128, MoveUp v < 128."""
+    """Flow JPEGs: MoveUp has v < 128 where it moves and u = 128, MoveDown v > 128,
+    MoveSideways u > 128 or u < 128 (mirrored at random) and v = 128, MoveUpDiagonal
+    v < 128 and u != 128. Classes are mirror-invariant: both horizontal senses occur."""
     root = Path(dataset["root"])
-    expect = {"MoveRight": ("u", +1), "MoveLeft": ("u", -1), "MoveDown": ("v", +1), "MoveUp": ("v", -1)}
+    # class -> expected sign of (v - 128), and whether u moves
+    expect = {"MoveUp": (-1, False), "MoveDown": (+1, False), "MoveSideways": (0, True), "MoveUpDiagonal": (-1, True)}
+    senses: dict[str, set] = {}
     for v in dataset["videos"]:
-        axis, sign = expect[v["class"]]
-        other = "v" if axis == "u" else "u"
+        v_sign, u_moves = expect[v["class"]]
         for k in (1, 10, dataset["frames"] - 1):
-            g = _gray(root / "tvl1_flow" / axis / v["name"] / f"frame{k:06d}.jpg")
-            moving = np.abs(g - 128) > 4
+            gu = _gray(root / "tvl1_flow" / "u" / v["name"] / f"frame{k:06d}.jpg")
+            gv = _gray(root / "tvl1_flow" / "v" / v["name"] / f"frame{k:06d}.jpg")
+            moving = (np.abs(gu - 128) > 4) | (np.abs(gv - 128) > 4)
             assert moving.mean() > 0.02, (v["name"], k)  # the shape covers part of the frame
-            assert sign * (np.median(g[moving]) - 128) > 6
-            g2 = _gray(root / "tvl1_flow" / other / v["name"] / f"frame{k:06d}.jpg")
-            assert np.abs(g2 - 128).max() <= 4  # no motion across the direction (JPEG noise only)
+            du, dv = np.median(gu[moving]) - 128, np.median(gv[moving]) - 128
+            assert (abs(du) > 6) == u_moves, (v["name"], du)
+            assert (v_sign == 0 and abs(dv) <= 4) or v_sign * dv > 6, (v["name"], dv)
+            if u_moves:
+                assert np.sign(du) == np.sign(v["velocity"][0])  # the sense the video was drawn with
+                senses.setdefault(v["class"], set()).add(int(np.sign(du)))
             # the background (most of the frame) does not move
-            assert np.median(g) == 128
+            assert np.median(gu) == 128 and np.median(gv) == 128
+    assert senses["MoveSideways"] == {-1, 1} and senses["MoveUpDiagonal"] == {-1, 1}
 
 
 def test_rgb_frames_show_the_moving_shape(dataset):
     root = Path(dataset["root"])
-    v = next(x for x in dataset["videos"] if x["class"] == "MoveRight")
+    v = next(x for x in dataset["videos"] if x["class"] == "MoveSideways")
     a = cv2.imread(str(root / "jpegs_256" / v["name"] / "frame000001.jpg")).astype(int)
     b = cv2.imread(str(root / "jpegs_256" / v["name"] / "frame000002.jpg")).astype(int)
     assert np.abs(a - b).max() > 40  # something moved
@@ -100,15 +108,15 @@ def test_split_files(dataset):
         test_groups_seen.append(te_groups)
     assert not (test_groups_seen[0] & test_groups_seen[1]) and not (test_groups_seen[1] & test_groups_seen[2])
     line = (split_dir / "trainlist01.txt").read_text().splitlines()[0]
-    assert re.fullmatch(r"MoveRight/v_MoveRight_g\d\d_c\d\d\.avi 1", line)
-    assert re.fullmatch(r"MoveRight/v_MoveRight_g\d\d_c\d\d\.avi", (split_dir / "testlist01.txt").read_text().splitlines()[0])
+    assert re.fullmatch(r"MoveUp/v_MoveUp_g\d\d_c\d\d\.avi 1", line)
+    assert re.fullmatch(r"MoveUp/v_MoveUp_g\d\d_c\d\d\.avi", (split_dir / "testlist01.txt").read_text().splitlines()[0])
 
 
 def test_deterministic_and_seed_dependent(tmp_path):
     a = make_synthetic_dataset(str(tmp_path / "a"), num_classes=2, videos_per_class=2, frames=4, seed=5)
     b = make_synthetic_dataset(str(tmp_path / "b"), num_classes=2, videos_per_class=2, frames=4, seed=5)
     c = make_synthetic_dataset(str(tmp_path / "c"), num_classes=2, videos_per_class=2, frames=4, seed=6)
-    rel = "jpegs_256/v_MoveLeft_g02_c01/frame000003.jpg"
+    rel = "jpegs_256/v_MoveDown_g02_c01/frame000003.jpg"
     assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
     assert (tmp_path / "a" / rel).read_bytes() != (tmp_path / "c" / rel).read_bytes()
     assert a["videos"] == b["videos"] and a["videos"] != c["videos"]
@@ -118,8 +126,8 @@ def test_real_size_and_real_flow_option(tmp_path):
     info = make_synthetic_dataset(str(tmp_path), num_classes=1, videos_per_class=2, frames=3, height=256, width=340, flow="dis")
     name = info["videos"][0]["name"]
     assert cv2.imread(str(tmp_path / "jpegs_256" / name / "frame000001.jpg")).shape == (256, 340, 3)
-    u = _gray(tmp_path / "tvl1_flow" / "u" / name / "frame000001.jpg")
-    assert np.percentile(u, 99) > 140  # DIS sees the rightward motion
+    v = _gray(tmp_path / "tvl1_flow" / "v" / name / "frame000001.jpg")
+    assert np.percentile(v, 1) < 116  # DIS sees the upward motion (class 1, MoveUp)
 
 
 def test_more_classes_and_bad_arguments(tmp_path):

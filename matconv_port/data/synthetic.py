@@ -3,11 +3,14 @@
 Each video shows one shape (square, disc or triangle; random size, colour and speed)
 moving with constant velocity over a static textured background of random colours,
 wrapping around the frame edges (so a fast shape never leaves the frame). The class
-is the direction of motion: class 1 ``MoveRight``, 2 ``MoveLeft``, 3 ``MoveDown``,
-4 ``MoveUp``, then ``MoveDownRight``, ``MoveUpLeft``, ``MoveDownLeft``,
-``MoveUpRight`` (up to 8 classes); more than 8 classes use evenly spaced angles
-(``MoveAngle000``, ``MoveAngle040``...). A single RGB frame does not show the class;
-the flow does, so a flow (or fused) net beats an RGB net on it.
+is the direction of motion UP TO A HORIZONTAL MIRROR: class 1 ``MoveUp``, 2
+``MoveDown``, 3 ``MoveSideways`` (left or right), 4 ``MoveUpDiagonal`` (up-left or
+up-right), 5 ``MoveDownDiagonal``; more than 5 classes use evenly spaced angles from
+straight up to straight down (``MoveAngle000`` ... ``MoveAngle180``), each video
+mirrored left/right at random. Classes are mirror-invariant on purpose: the paper's
+test protocols average every clip with its horizontal mirror (u inverted) and
+training flips at random, which would turn "right" into "left". A single RGB frame
+does not show the class; the flow does, so a flow (or fused) net beats an RGB net.
 
 Written like real data (:mod:`.writers`): ``jpegs_256/v_<Class>_g<GG>_c<CC>/frame%06d.jpg``
 and ``tvl1_flow/{u,v}/...`` (flow frame k = motion from frame k to k+1, clipped to
@@ -43,15 +46,14 @@ from matconv_port.data.splits import write_split_files
 from matconv_port.data.writers import VideoOutput
 from matconv_port.errors import DataError
 
+#: (class, direction (dx >= 0, dy) in image coordinates, y down); videos of a class
+#: with dx > 0 move left or right at random (the classes are mirror-invariant)
 _NAMED = [
-    ("MoveRight", (1.0, 0.0)),
-    ("MoveLeft", (-1.0, 0.0)),
-    ("MoveDown", (0.0, 1.0)),
     ("MoveUp", (0.0, -1.0)),
-    ("MoveDownRight", (math.sqrt(0.5), math.sqrt(0.5))),
-    ("MoveUpLeft", (-math.sqrt(0.5), -math.sqrt(0.5))),
-    ("MoveDownLeft", (-math.sqrt(0.5), math.sqrt(0.5))),
-    ("MoveUpRight", (math.sqrt(0.5), -math.sqrt(0.5))),
+    ("MoveDown", (0.0, 1.0)),
+    ("MoveSideways", (1.0, 0.0)),
+    ("MoveUpDiagonal", (math.sqrt(0.5), -math.sqrt(0.5))),
+    ("MoveDownDiagonal", (math.sqrt(0.5), math.sqrt(0.5))),
 ]
 
 DEFAULT_NUM_CLASSES = 4
@@ -70,9 +72,9 @@ def class_directions(num_classes: int) -> list[tuple[str, tuple[float, float]]]:
         return _NAMED[:num_classes]
     out = []
     for k in range(num_classes):
-        ang = 360.0 * k / num_classes
+        ang = 180.0 * k / (num_classes - 1)  # 0 = up, 90 = sideways, 180 = down
         rad = math.radians(ang)
-        out.append((f"MoveAngle{int(round(ang)):03d}", (math.cos(rad), math.sin(rad))))
+        out.append((f"MoveAngle{int(round(ang)):03d}", (abs(math.sin(rad)), -math.cos(rad))))
     return out
 
 
@@ -183,7 +185,9 @@ def make_synthetic_dataset(
     for label, (cls, direction) in enumerate(classes, start=1):
         for group, clip in layout:
             name = f"v_{cls}_g{group:02d}_c{clip:02d}"
-            images, masks, (vx, vy), info = _render_video(rng, direction, frames, height, width)
+            mirrored = direction[0] > 1e-9 and rng.random() < 0.5  # this video moves left
+            d = (-direction[0], direction[1]) if mirrored else direction
+            images, masks, (vx, vy), info = _render_video(rng, d, frames, height, width)
             out = VideoOutput(out_root, name)
             for img in images:
                 out.add_frame(img)
