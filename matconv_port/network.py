@@ -67,7 +67,7 @@ class MatConvNetModel(nn.Module):
         self.source_format = spec.source_format
         self.meta: dict[str, Any] = spec.meta
         spec = _drop_training_only_unknown(spec, warn)
-        modules, self.dropped_layers = _build_layers(spec)
+        modules = _build_layers(spec)
         self.layer_specs: list[LayerSpec] = [
             LayerSpec(l.name, l.type, list(l.inputs), list(l.outputs), list(l.params), l.block) for l in spec.layers]
         self.vars_spec: list[VarSpec] = [VarSpec(v.name, v.precious) for v in spec.vars]
@@ -108,10 +108,7 @@ class MatConvNetModel(nn.Module):
                 del value
                 if release_spec_values:
                     pspec.value = None
-            if tensor.dtype.is_floating_point:
-                tensor = tensor.to(dtype)
-            else:
-                tensor = tensor.to(dtype)
+            tensor = tensor.to(dtype)
             self.params[key] = nn.Parameter(tensor, requires_grad=True)
             self.param_lr[pname] = float(pspec.learning_rate) if pspec else 1.0
             self.param_wd[pname] = float(pspec.weight_decay) if pspec else 1.0
@@ -376,7 +373,7 @@ def _drop_training_only_unknown(spec: NetSpec, warn) -> NetSpec:
     return out
 
 
-def _build_layers(spec: NetSpec) -> tuple[list[MatConvNetLayer], list[str]]:
+def _build_layers(spec: NetSpec) -> list[MatConvNetLayer]:
     unknown = _unknown_types(spec)
     modules: list[MatConvNetLayer] = []
     for l in spec.layers:
@@ -395,4 +392,4 @@ def _build_layers(spec: NetSpec) -> tuple[list[MatConvNetLayer], list[str]]:
         raise UnknownLayerError(
             f"{spec.source or 'network'}: unsupported layer type(s): {listing}. Use --outputs VAR[,VAR] to keep only "
             f"what those vars need, or --custom-layers FILE.py to register implementations", unknown)
-    return modules, []
+    return modules

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from matconv_port.converters import load_netspec, mat_equal, write_mat
 from matconv_port.converters.to_dagnn import matlab_value, netspec_to_dagnn_struct
-from parity_utils import REAL_MODELS
+from parity_utils import FIXTURES, REAL_MODELS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
+REF_DIR = os.path.join(FIXTURES, "reference")
 REAL = os.path.join(REAL_MODELS, "cszn_DnCNN__DnCNN-epoch-50.mat")
 
 

@@ -16,12 +16,11 @@ from matconv_port.converters import (
     read_mat,
     write_mat,
 )
-from parity_utils import REAL_MODELS
+from parity_utils import FIXTURES, REAL_MODELS
 
 from matconv_port.errors import MatFileError, ModelFormatError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
+REF_DIR = os.path.join(FIXTURES, "reference")
 REAL_DIR = REAL_MODELS
 needs_real = pytest.mark.skipif(not os.path.isdir(REAL_DIR), reason=f"{REAL_DIR} not present on this machine")
 

@@ -20,12 +20,11 @@ from matconv_port.converters.matfile import (
     read_mat,
     write_mat,
 )
-from parity_utils import REAL_MODELS, SHARED
+from parity_utils import FIXTURES, REAL_MODELS, SHARED
 
 from matconv_port.errors import MatFileError
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REF_DIR = os.path.join(HERE, "..", "fixtures", "reference")
+REF_DIR = os.path.join(FIXTURES, "reference")
 SHARED_REF = os.path.join(SHARED, "matconvnet_reference")
 REAL_DIR = REAL_MODELS
 
