@@ -2,11 +2,14 @@
 VGG-16.
 
 1. Pipeline: clips/s assembled by ``VideoChunkDataset`` through a ``DataLoader``
-   (``--workers`` processes; JPEG decode, flips, u inversion, mean subtraction,
-   float32 tensors) for the ``fusion-paper`` protocol on a synthetic dataset of
-   256 x 340 frames, as a ratio to a bare single-process loop of ``np.fromfile`` +
-   ``cv2.imdecode`` over the SAME JPEG files (each chunk's distinct files) in the
-   same run. Goal: ratio per worker >= 0.8.
+   (``--workers`` processes, as ``eval`` runs it: JPEG decode, crops, uint8
+   ``bases x T x C x H x W`` tensors written into the workers' reused shared-memory
+   slots and received by the main process) for the ``fusion-paper`` protocol on a
+   synthetic dataset of 256 x 340 frames, as a ratio to a bare single-process loop of
+   ``np.fromfile`` + ``cv2.imdecode`` over the SAME JPEG files (each chunk's distinct
+   files) in the same run. Goal: ratio per worker >= 0.8. Mirrors, ``u -> 255 - u``
+   and mean subtraction run afterwards on the model's device
+   (``ChunkResult.normalized``); their CPU cost is reported on its own line.
 2. End to end (``--e2e``): seconds per clip of the full-size fused two-stream VGG-16
    (random weights, ``matconv_port.fusion``) on whole 256 x 340 frames, and the
    projected time for the UCF101 split-1 test set (3,783 videos x 20 clips).
@@ -39,6 +42,7 @@ from matconv_port.eval.batches import (
     rgb_path,
 )
 from matconv_port.eval.plan import get_protocol, plan_video
+from matconv_port.eval.runner import PREFETCH
 
 UCF101_SPLIT1_TEST = 3783
 
@@ -100,17 +104,37 @@ def pipeline(root, plans, chunks, norm, workers: int) -> float:
     """Seconds per clip in steady state (timed from the first chunk received, so the
     workers' start-up, paid once per run, is left out)."""
     ds = VideoChunkDataset(root, plans, chunks, norm)
+    ds.use_slot_pool(workers, slots_per_worker=PREFETCH + 2)  # as the runner does
     loader = DataLoader(ds, batch_size=1, num_workers=workers, collate_fn=collate_single,
-                        prefetch_factor=4 if workers else None)
+                        prefetch_factor=PREFETCH if workers else None)
     it = iter(loader)
     first = next(it)
     assert first.error is None, first.error
+    first.release()
     t = time.perf_counter()
     n = 0
     for res in it:
         assert res.error is None, res.error
         n += len(res.clip_indices)
+        res.release()
     return (time.perf_counter() - t) / max(n, 1)
+
+
+def normalize_cost(root, plans, chunks, norm) -> float:
+    """Seconds per clip of ``ChunkResult.normalized`` on the CPU (1 thread), the
+    model-side step the workers leave out."""
+    ds = VideoChunkDataset(root, plans, chunks, norm)
+    results = [ds[i] for i in range(min(len(chunks), 8))]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results[0].normalized(norm)
+        t = time.perf_counter()
+        for r in results:
+            r.normalized(norm)
+        return (time.perf_counter() - t) / sum(len(r.clip_indices) for r in results)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def e2e(device: str, clips: int = 2) -> dict:
@@ -176,6 +200,7 @@ def main() -> int:
             bare.append(bare_decode(files))
             pipe.append(pipeline(root, plans, chunks, norm, args.workers))
             pipe0.append(pipeline(root, plans, chunks, norm, 0))
+        norm_s = normalize_cost(root, plans, chunks, norm)
         timed_clips = clips - len(chunks[0].clip_indices)
         timed_files = n_files - len(files[0])
         b = statistics.median(bare) / timed_clips  # s per clip
@@ -187,6 +212,7 @@ def main() -> int:
             "pipeline_0w_clips_per_s": 1 / p0,
             "ratio_per_worker": (1 / p) / max(args.workers, 1) / (1 / b),
             "ratio_in_process": (1 / p0) / (1 / b),
+            "normalize_cpu_ms_per_clip": norm_s * 1000,
             "load_average": os.getloadavg()[0],
         }
         for k, v in res.items():
@@ -213,6 +239,8 @@ def main() -> int:
         lines.append(f"| pipeline, in process (0 workers) | {res['pipeline_0w_clips_per_s']:.2f} clips/s |")
         lines.append(f"| **ratio per worker** ({args.workers} workers / {args.workers} / bare; goal >= 0.8) | **{res['ratio_per_worker']:.2f}** |")
         lines.append(f"| ratio in process (0 workers / bare) | {res['ratio_in_process']:.2f} |")
+        lines.append(f"| model-side mirrors + u inversion + mean subtraction on the CPU, 1 thread | "
+                     f"{res['normalize_cpu_ms_per_clip']:.1f} ms/clip (bare decode: {1000 * b:.1f} ms/clip) |")
         if e:
             lines.append(f"| e2e fused VGG-16 (random weights), {args.device}, {e['clips_per_pass']} clips per pass | "
                          f"{e['s_per_clip']:.2f} s/clip, {e['s_per_video']:.1f} s/video, {e['videos_per_s']:.4f} videos/s |")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import cv2
@@ -40,6 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from matconv_port.errors import DataError
 from matconv_port.eval.plan import Clip, VideoPlan
+from matconv_port.eval.slot_pool import SlotPool, SlotRef, slot_views
 
 __all__ = [
     "Normalization",
@@ -235,6 +236,11 @@ class ChunkResult:
     Mirrors (and ``u -> 255 - u``) and mean subtraction are applied on the model's
     device by :meth:`normalized`, which halves what workers copy and send.
     ``error``: the one-line error that stopped the chunk.
+
+    When the tensors live in a slot of a :class:`~matconv_port.eval.slot_pool.SlotPool`
+    (``slot`` set), only the slot number travels between processes, and the consumer
+    calls :meth:`release` once it has read them (:meth:`normalized` copies): the
+    worker writes its next chunks there again.
     """
 
     video_index: int
@@ -245,16 +251,44 @@ class ChunkResult:
     cropped: bool = False
     base_index: tuple[int, ...] = ()
     flips: tuple[bool, ...] = ()
+    slot: int | None = None
+    pool: SlotPool | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self):
+        meta = (self.video_index, self.clip_indices, self.error, self.cropped, self.base_index, self.flips)
+        if self.pool is None or self.slot is None:
+            return _rebuild_chunk_result, (meta, self.rgb, self.flow, None)
+        specs: list = []
+        for t in (self.rgb, self.flow):
+            if t is None or not self.pool.holds(t):
+                specs.append(t)  # None, or a tensor outside the pool: travels as itself
+            else:
+                offset = t.storage_offset() * t.element_size() - self.slot * self.pool.slot_bytes
+                specs.append((offset, tuple(t.shape), str(t.dtype).removeprefix("torch.")))
+        return _rebuild_chunk_result, (meta, None, None, SlotRef((self.pool.pool_id, self.slot, specs)))
+
+    def release(self) -> None:
+        """Done with :attr:`rgb` / :attr:`flow`: give their slot back (they become
+        None); nothing to do for tensors outside a pool."""
+        if self.pool is not None and self.slot is not None:
+            self.rgb = self.flow = None
+            self.pool.release(self.slot)
+            self.slot = None
 
     def pin_memory(self) -> "ChunkResult":
-        """Called by ``DataLoader(pin_memory=True)`` (CUDA runs)."""
-        self.rgb = self.rgb.pin_memory() if self.rgb is not None else None
-        self.flow = self.flow.pin_memory() if self.flow is not None else None
+        """Called by ``DataLoader(pin_memory=True)`` (CUDA runs): pinned copies, and the
+        slot goes back to its worker at once."""
+        rgb = self.rgb.pin_memory() if self.rgb is not None else None
+        flow = self.flow.pin_memory() if self.flow is not None else None
+        self.release()
+        self.rgb, self.flow = rgb, flow
         return self
 
     def normalized(self, norm: Normalization, device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``clips x T x C x H x W`` float32 tensors on ``device``: mirrored where the
-        clip says so (u inverted), then mean-subtracted (:func:`normalize`)."""
+        clip says so (u inverted: ``255 - u`` in uint8, then converted), then
+        mean-subtracted (:func:`normalize`). They never share memory with
+        :attr:`rgb` / :attr:`flow`."""
         out = []
         idx = list(self.base_index) or list(range(len(self.clip_indices)))
         flips = list(self.flips) or [False] * len(idx)
@@ -264,7 +298,7 @@ class ChunkResult:
                 out.append(None)
                 continue
             t = t.to(device, non_blocking=True)
-            clips = t[idx]
+            clips = t[idx]  # advanced indexing: a copy
             fl = torch.tensor(flips, device=t.device)
             if bool(fl.any()):
                 sel = fl.nonzero().flatten()
@@ -274,6 +308,15 @@ class ChunkResult:
                 clips[sel] = mirrored
             out.append(normalize(clips, mean, image, self.cropped))
         return out[0], out[1]
+
+
+def _rebuild_chunk_result(meta: tuple, rgb: torch.Tensor | None, flow: torch.Tensor | None,
+                          ref: SlotRef | None) -> ChunkResult:
+    video_index, clip_indices, error, cropped, base_index, flips = meta
+    if ref is None:
+        return ChunkResult(video_index, clip_indices, rgb, flow, error, cropped, base_index, flips)
+    pool, (rgb, flow) = slot_views(ref)
+    return ChunkResult(video_index, clip_indices, rgb, flow, error, cropped, base_index, flips, ref[1], pool)
 
 
 def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -310,9 +353,56 @@ class VideoChunkDataset(Dataset):
         self.reader = reader
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.pool: SlotPool | None = None
 
     def __len__(self) -> int:
         return len(self.chunks)
+
+    def chunk_uint8_bytes(self, frame_hw: tuple[int, int]) -> int:
+        """The most bytes one chunk's uint8 tensors take for frames of ``frame_hw``
+        (chunks resized to float32 in dense mode count 0: they never use a slot)."""
+        most = 0
+        channels = (3 if self.norm.rgb_mean is not None else 0) + self.norm.flow_channels
+        for chunk in self.chunks:
+            plan = self.plans[chunk.video_index]
+            bases = {(plan.clips[c].frames, plan.clips[c].flow, plan.clips[c].crop) for c in chunk.clip_indices}
+            total = 0
+            for frames, _, crop in bases:
+                if crop is None:
+                    h, w = dense_size(*frame_hw, self.norm.input_size)
+                    if (h, w) != tuple(frame_hw):
+                        continue
+                else:
+                    w, h = crop[2], crop[3]
+                total += len(frames) * channels * h * w
+            most = max(most, total)
+        return most
+
+    def use_slot_pool(self, num_workers: int, slots_per_worker: int) -> SlotPool | None:
+        """Allocate the :class:`SlotPool` the workers will reuse (call before iterating a
+        ``DataLoader`` with ``num_workers`` workers; ``slots_per_worker`` at least its
+        ``prefetch_factor + 1``). Slots are sized for the first frame of the first chunk;
+        a chunk that does not fit falls back to a fresh shared tensor. None (no pool)
+        without workers or chunks, or when that frame cannot be read (the worker will
+        report it)."""
+        self.pool = None
+        if num_workers <= 0 or not self.chunks:
+            return None
+        plan = self.plans[self.chunks[0].video_index]
+        clip = plan.clips[self.chunks[0].clip_indices[0]]
+        try:
+            if self.norm.rgb_mean is not None:
+                hw = _read_bgr_or_grey(rgb_path(self.root, plan.video, clip.frames[0]), False).shape[:2]
+            elif clip.flow:
+                hw = _read_bgr_or_grey(flow_path(self.root, "u", plan.video, clip.flow[0][0]), True).shape[:2]
+            else:
+                return None
+        except DataError:
+            return None
+        nbytes = self.chunk_uint8_bytes(hw)
+        if nbytes > 0:
+            self.pool = SlotPool(num_workers, slots_per_worker, nbytes)
+        return self.pool
 
     def _read(self, path: str, grey: bool) -> np.ndarray:
         img = self._cache.get(path)
@@ -346,6 +436,20 @@ class VideoChunkDataset(Dataset):
             base_index.append(keys.index(key))
         n = len(keys)
         stacked: dict[str, torch.Tensor] = {}
+        info = get_worker_info()
+        slot: list[int | None] = [None, 0]  # slot acquired, bytes used in it
+
+        def new_tensor(shape: tuple[int, ...], tdtype: torch.dtype) -> torch.Tensor:
+            if self.pool is not None and info is not None and tdtype == torch.uint8:
+                nbytes = int(np.prod(shape))
+                if slot[0] is None and nbytes <= self.pool.slot_bytes:
+                    slot[0] = self.pool.acquire(info.id)
+                if slot[0] is not None and slot[1] + nbytes <= self.pool.slot_bytes:
+                    t = self.pool.slot_tensor(slot[0], slot[1], shape, tdtype)
+                    slot[1] += nbytes
+                    return t
+            return _shared_empty(shape, tdtype)
+
         try:
             for j, (frames, flow, crop) in enumerate(keys):
 
@@ -353,16 +457,23 @@ class VideoChunkDataset(Dataset):
                     tdtype = torch.uint8 if dtype == np.uint8 else torch.float32
                     t = stacked.get(kind)
                     if t is None:
-                        t = stacked[kind] = _shared_empty((n, *shape), tdtype)
+                        t = stacked[kind] = new_tensor((n, *shape), tdtype)
                     elif tuple(t.shape[1:]) != tuple(shape) or t.dtype != tdtype:
                         raise DataError(f"video {video}: clips of one batch differ in frame size ({tuple(t.shape[1:])} vs {tuple(shape)})")
                     return t[j].numpy()
 
                 gather_clip(Clip(frames, flow, False, crop), get_rgb, get_flow, self.norm, out=alloc)
         except DataError as exc:
+            if slot[0] is not None:
+                self.pool.release(slot[0])
             return ChunkResult(chunk.video_index, chunk.clip_indices, None, None, str(exc))
-        return ChunkResult(chunk.video_index, chunk.clip_indices, stacked.get("rgb"), stacked.get("flow"), None,
-                           clips[0].crop is not None, tuple(base_index), tuple(c.flip for c in clips))
+        rgb, flow = stacked.get("rgb"), stacked.get("flow")
+        used = slot[0] if slot[1] > 0 else None
+        if slot[0] is not None and used is None:
+            self.pool.release(slot[0])
+        return ChunkResult(chunk.video_index, chunk.clip_indices, rgb, flow, None,
+                           clips[0].crop is not None, tuple(base_index), tuple(c.flip for c in clips),
+                           used, self.pool if used is not None else None)
 
 
 def _read_bgr_or_grey(path: str, grey: bool) -> np.ndarray:

@@ -35,6 +35,7 @@ from matconv_port.eval.splits import Split, count_frames, read_split
 __all__ = ["EvalOptions", "evaluate_split", "evaluate", "plan_split", "resolve_protocol", "SCORES_LOG"]
 
 SCORES_LOG = "video_scores.jsonl"
+PREFETCH = 2  # chunks each DataLoader worker prepares ahead
 
 
 @dataclass
@@ -195,6 +196,7 @@ def _clip_scores(model: Any, streams: ModelStreams, res: ChunkResult, device: to
     inputs: dict[str, torch.Tensor] = {}
     clips = len(res.clip_indices)
     rgb, flow = res.normalized(streams.norm, device)
+    res.release()  # copied: the worker may reuse its buffer
     for var, t in ((streams.rgb_var, rgb), (streams.flow_var, flow)):
         if var is None:
             continue
@@ -264,10 +266,12 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
     pending = [i for i, p in enumerate(plans) if p.video not in done]
     batch_clips = opts.batch_clips or _default_batch_clips(protocol)
     chunks = [c for i in pending for c in make_chunks(i, plans[i], batch_clips)]
+    workers = max(0, int(opts.workers))
     dataset = VideoChunkDataset(opts.data_root, plans, chunks, streams.norm)
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=max(0, int(opts.workers)),
+    dataset.use_slot_pool(workers, slots_per_worker=PREFETCH + 2)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
                         collate_fn=collate_single, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if opts.workers > 0 else None)
+                        prefetch_factor=PREFETCH if workers > 0 else None)
     score_log = _ScoreLog(log_path, config)
     t0 = time.time()
     failed: set[int] = set()
@@ -281,6 +285,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
             bar.update(1)
             vi = res.video_index
             if vi in failed:
+                res.release()
                 continue
             plan = plans[vi]
             if res.error is not None:
