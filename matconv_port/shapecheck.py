@@ -1,4 +1,4 @@
-"""Shape inference without computation (PyTorch ``meta`` tensors).
+"""Shape inference without computation (each layer type's shape arithmetic).
 
 Used to shape-check every layer while converting (a wrong network is never written
 silently) and by ``inspect`` to print each var's size. Sizes are reported the
@@ -13,9 +13,6 @@ import torch
 
 from matconv_port.errors import MatConvPortError, ShapeError
 from matconv_port.layers.base import ForwardContext
-
-#: built-in layer types whose single output has the shape of their first input
-SAME_SHAPE_TYPES = frozenset({"dagnn.ReLU", "dagnn.Sigmoid", "dagnn.SoftMax", "dagnn.DropOut", "dagnn.LRN"})
 
 #: tried in turn when the file states no input size (fully-connected heads need one)
 CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
@@ -89,55 +86,48 @@ def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: i
     return shapes
 
 
-def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1) -> dict[str, tuple]:
-    """Run the net on ``meta`` tensors: every var's N x C x H x W shape. Layer failures
-    raise :class:`ShapeError` naming the layer."""
-    params = {key: torch.empty(p.shape, dtype=p.dtype, device="meta") for key, p in model.params.items()}
-    values = {name: torch.empty(shape, dtype=model.dtype, device="meta") for name, shape in input_shapes.items()}
+def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1, use_meta: bool = False) -> dict[str, tuple]:
+    """Every var's N x C x H x W shape for data inputs of ``input_shapes``. Layer
+    failures raise :class:`ShapeError` naming the layer.
+
+    Each layer's :meth:`~matconv_port.layers.base.MatConvNetLayer.output_shapes`
+    computes its outputs' shapes by arithmetic; a layer without one (a user's custom
+    type) is run on ``meta`` tensors (no data; the first such run imports much of
+    torch's compiler stack, about a second). ``use_meta`` runs every layer that way
+    (the reference the arithmetic is tested against)."""
     ctx = ForwardContext(num_videos=num_videos, training=False, lrn_mode="exact")
+    shapes: dict[str, tuple] = {name: tuple(int(v) for v in shape) for name, shape in input_shapes.items()}
+    param_shapes = {key: tuple(p.shape) for key, p in model.params.items()}
     for li in model.execution_order:
         lspec = model.layer_specs[li]
-        if any(v not in values for v in lspec.inputs):
+        if any(v not in shapes for v in lspec.inputs):
             continue
         module = model.layers[li]
-        if lspec.type in SAME_SHAPE_TYPES and type(module).__module__.startswith("matconv_port.layers.") \
-                and len(lspec.outputs) == 1 and not lspec.params:
-            # output shape = input shape: not run (the first element-wise op on a meta
-            # tensor makes torch import its Python decompositions: about 1 s of CPU)
-            values[lspec.outputs[0]] = values[lspec.inputs[0]]
-            continue
-        if lspec.type == "dagnn.Concat" and type(module).__module__.startswith("matconv_port.layers."):
-            shape = _concat_shape(module, lspec, [tuple(values[v].shape) for v in lspec.inputs])
-            values[lspec.outputs[0]] = torch.empty(shape, dtype=model.dtype, device="meta")
-            continue
-        try:
-            outs = module([values[v] for v in lspec.inputs], [params[k] for k in model._layer_param_keys[li]], ctx)
-        except MatConvPortError as exc:
-            raise ShapeError(str(exc)) from None
-        except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
-            shapes = ", ".join(f"{v} {mcn_size(values[v].shape)}" for v in lspec.inputs)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {shapes} (HxWxCxN): {msg}") from None
-        for name, t in zip(lspec.outputs, outs):
-            values[name] = t
-    return {k: tuple(v.shape) for k, v in values.items()}
+        in_shapes = [shapes[v] for v in lspec.inputs]
+        p_shapes = [param_shapes[k] for k in model._layer_param_keys[li]]
+        outs = None if use_meta else module.output_shapes(in_shapes, p_shapes, ctx)
+        if outs is None:
+            outs = _meta_output_shapes(model, li, in_shapes, ctx)
+        for name, shape in zip(lspec.outputs, outs):
+            shapes[name] = tuple(int(v) for v in shape)
+    return shapes
 
 
-def _concat_shape(module, lspec, shapes: list[tuple]) -> tuple:
-    """Output shape of the built-in Concat (inputs zero-padded at the bottom/right to
-    the largest H, W, then joined along ``module.dim``), without running it (torch.cat
-    on meta tensors imports torch._dynamo: seconds)."""
-    max_h = max(s[2] for s in shapes)
-    max_w = max(s[3] for s in shapes)
-    padded = [(s[0], s[1], max_h, max_w) for s in shapes]
-    d = module.dim
-    for s in padded[1:]:
-        if any(a != b for i, (a, b) in enumerate(zip(s, padded[0])) if i != d):
-            raise ShapeError(f"layer {lspec.name!r} (dagnn.Concat) cannot concatenate inputs of sizes "
-                             f"{', '.join(mcn_size(x) for x in shapes)} (HxWxCxN)")
-    out = list(padded[0])
-    out[d] = sum(s[d] for s in padded)
-    return tuple(out)
+def _meta_output_shapes(model, li: int, in_shapes: list[tuple], ctx: ForwardContext) -> list[tuple]:
+    """Run layer ``li`` on ``meta`` tensors of these shapes."""
+    lspec = model.layer_specs[li]
+    inputs = [torch.empty(s, dtype=model.dtype, device="meta") for s in in_shapes]
+    params = [torch.empty(model.params[k].shape, dtype=model.params[k].dtype, device="meta")
+              for k in model._layer_param_keys[li]]
+    try:
+        outs = model.layers[li](inputs, params, ctx)
+    except MatConvPortError as exc:
+        raise ShapeError(str(exc)) from None
+    except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
+        sizes = ", ".join(f"{v} {mcn_size(s)}" for v, s in zip(lspec.inputs, in_shapes))
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
+    return [tuple(t.shape) for t in outs]
 
 
 def mcn_size(shape: Sequence[int]) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, SameShapeLayer
 from matconv_port.layers.registry import register_layer
 
 
 @register_layer("dagnn.ReLU", simplenn="relu")
-class ReLU(MatConvNetLayer):
+class ReLU(SameShapeLayer):
     """``vl_nnrelu``: ``max(x, 0)``, or ``x * (leak + (1 - leak) * (x > 0))`` with a leak."""
 
     def __init__(self, spec):
@@ -30,13 +30,13 @@ class ReLU(MatConvNetLayer):
 
 
 @register_layer("dagnn.Sigmoid", simplenn="sigmoid")
-class Sigmoid(MatConvNetLayer):
+class Sigmoid(SameShapeLayer):
     def forward(self, inputs, params, ctx: ForwardContext):
         return [torch.sigmoid(inputs[0])]
 
 
 @register_layer("dagnn.SoftMax", simplenn="softmax")
-class SoftMax(MatConvNetLayer):
+class SoftMax(SameShapeLayer):
     """``vl_nnsoftmax``: softmax over the channel dimension (MatConvNet dim 3)."""
 
     def forward(self, inputs, params, ctx: ForwardContext):
@@ -44,7 +44,7 @@ class SoftMax(MatConvNetLayer):
 
 
 @register_layer("dagnn.DropOut", simplenn="dropout")
-class DropOut(MatConvNetLayer):
+class DropOut(SameShapeLayer):
     def __init__(self, spec):
         super().__init__(spec)
         self.rate = self.block_float("rate", 0.5)

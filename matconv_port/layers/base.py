@@ -7,7 +7,18 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from matconv_port.errors import ShapeError
 from matconv_port.netspec import LayerSpec, as_float_list
+
+#: a tensor shape, ``N x C x H x W`` for activations
+Shape = tuple[int, ...]
+
+
+def window_output(size: int, pad_before: int, pad_after: int, kernel: int, stride: int) -> int:
+    """MatConvNet's output size along one dimension:
+    ``floor((X + pad_before + pad_after - kernel) / stride) + 1`` (``kernel`` the
+    effective extent, dilation included); 0 or less when the window does not fit."""
+    return (size + pad_before + pad_after - kernel) // stride + 1
 
 
 @dataclass
@@ -74,6 +85,29 @@ class MatConvNetLayer(nn.Module):
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
         raise NotImplementedError
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape] | None:
+        """The ``N x C x H x W`` shapes :meth:`forward` would return for inputs and params
+        of these shapes, computed without running it, raising
+        :class:`~matconv_port.errors.ShapeError` (naming the layer) where
+        :meth:`forward` would fail on shapes. None (the default): not known; the shape
+        check then runs :meth:`forward` on ``meta`` tensors (slower: the first such
+        call imports much of torch's compiler stack)."""
+        return None
+
+    def shape_error(self, input_shapes: list[Shape], detail: str) -> ShapeError:
+        """The shape check's error for inputs of ``input_shapes`` (sizes in HxWxCxN)."""
+        sizes = ", ".join("x".join(str(s) for s in (sh[2], sh[3], sh[1], sh[0])) if len(sh) == 4 else str(sh)
+                          for sh in input_shapes)
+        return ShapeError(f"layer {self.layer_name!r} ({self.mcn_type}) cannot take input {sizes} (HxWxCxN): {detail}")
+
+
+class SameShapeLayer(MatConvNetLayer):
+    """A layer whose single output has the shape of its first input (element-wise or
+    channel-wise: ReLU, Sigmoid, SoftMax, DropOut, LRN)."""
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        return [tuple(input_shapes[0])]
 
     def extra_repr(self) -> str:
         return f"{self.layer_name!r}, {self.mcn_type}"

@@ -14,12 +14,13 @@ MatConvNet conventions:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad4, pad_input_2d, stride_n, symmetric_2d
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
 from matconv_port.layers.registry import register_layer
 
 
@@ -34,6 +35,24 @@ class Conv(MatConvNetLayer):
         self.dilate = stride_n(self.block_int_list("dilate", 1), 2)
         self.has_bias = bool(self.block.get("hasBias", len(spec.params) > 1)) and len(spec.params) > 1
         self._sym = symmetric_2d(self.pad)
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        n, cin, h, w = input_shapes[0]
+        cout, cin_g, kh, kw = param_shapes[0]
+        if cin_g == 0 or cin % cin_g or cout % (cin // cin_g):
+            raise ShapeError(
+                f"layer {self.layer_name!r}: input has {cin} channels but the filter depth is {cin_g} "
+                f"with {cout} filters (groups must divide both)")
+        if self.has_bias and int(np.prod(param_shapes[1])) != cout:
+            raise ShapeError(f"layer {self.layer_name!r}: {int(np.prod(param_shapes[1]))} biases for {cout} filters")
+        top, bottom, left, right = self.pad
+        dy, dx = self.dilate
+        oh = window_output(h, top, bottom, dy * (kh - 1) + 1, self.stride[0])
+        ow = window_output(w, left, right, dx * (kw - 1) + 1, self.stride[1])
+        if oh <= 0 or ow <= 0:
+            raise self.shape_error(input_shapes, f"the {kh}x{kw} filter (pad {list(self.pad)}, dilate "
+                                                 f"{list(self.dilate)}) does not fit the input")
+        return [(n, cout, oh, ow)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
         x = inputs[0]
@@ -75,6 +94,21 @@ class ConvTranspose(MatConvNetLayer):
         self.crop = pad4(self.block_int_list("crop", 0))
         self.num_groups = int(self.block_float("numGroups", 1))
         self.has_bias = bool(self.block.get("hasBias", len(spec.params) > 1)) and len(spec.params) > 1
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        n, cin, h, w = input_shapes[0]
+        wc, k, kh, kw = param_shapes[0]
+        if cin != wc:
+            raise ShapeError(f"layer {self.layer_name!r}: input has {cin} channels, filters expect {wc}")
+        cout = k * self.num_groups
+        if self.has_bias and int(np.prod(param_shapes[1])) != cout:
+            raise ShapeError(f"layer {self.layer_name!r}: {int(np.prod(param_shapes[1]))} biases for {cout} output channels")
+        top, bottom, left, right = self.crop
+        oh = (h - 1) * self.upsample[0] + kh - top - bottom
+        ow = (w - 1) * self.upsample[1] + kw - left - right
+        if oh <= 0 or ow <= 0:
+            raise self.shape_error(input_shapes, f"crop {list(self.crop)} leaves no output")
+        return [(n, cout, oh, ow)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
         x = inputs[0]

@@ -9,11 +9,12 @@ the layer has no params, from its 2nd/3rd inputs.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
 
 #: MATLAB dimension (1-based, H x W x C x N) -> torch dimension (N x C x H x W)
@@ -28,6 +29,21 @@ class Concat(MatConvNetLayer):
         if dim not in MATLAB_DIM_TO_TORCH:
             raise ShapeError(f"layer {self.layer_name!r}: Concat dim {dim} is not one of 1..4")
         self.dim = MATLAB_DIM_TO_TORCH[dim]
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        """Inputs zero-padded at the bottom/right to the largest H, W, then joined."""
+        max_h = max(s[2] for s in input_shapes)
+        max_w = max(s[3] for s in input_shapes)
+        padded = [(s[0], s[1], max_h, max_w) for s in input_shapes]
+        d = self.dim
+        for s in padded[1:]:
+            if any(a != b for i, (a, b) in enumerate(zip(s, padded[0])) if i != d):
+                sizes = ", ".join("x".join(str(v) for v in (x[2], x[3], x[1], x[0])) for x in input_shapes)
+                raise ShapeError(f"layer {self.layer_name!r} (dagnn.Concat) cannot concatenate inputs of sizes "
+                                 f"{sizes} (HxWxCxN)")
+        out = list(padded[0])
+        out[d] = sum(s[d] for s in padded)
+        return [tuple(out)]
 
     def forward(self, inputs, params, ctx: ForwardContext):
         inputs = list(inputs)
@@ -44,6 +60,12 @@ class Concat(MatConvNetLayer):
 
 @register_layer("dagnn.Sum")
 class Sum(MatConvNetLayer):
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        for s in input_shapes[1:]:
+            if tuple(s) != tuple(input_shapes[0]):
+                raise ShapeError(f"layer {self.layer_name!r}: Sum of inputs of shapes {tuple(input_shapes[0])} and {tuple(s)}")
+        return [tuple(input_shapes[0])]
+
     def forward(self, inputs, params, ctx: ForwardContext):
         y = inputs[0]
         for x in inputs[1:]:
@@ -60,6 +82,15 @@ class Scale(MatConvNetLayer):
     def __init__(self, spec):
         super().__init__(spec)
         self.has_bias = bool(self.block.get("hasBias", True))
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        args = [tuple(s) for s in list(input_shapes) + list(param_shapes)][: 3 if self.has_bias else 2]
+        if len(args) < (3 if self.has_bias else 2):
+            raise self.shape_error(input_shapes, f"{len(args)} operands for x * a{' + b' if self.has_bias else ''}")
+        try:
+            return [tuple(int(v) for v in np.broadcast_shapes(*args))]
+        except ValueError:
+            raise self.shape_error(input_shapes, f"cannot broadcast shapes {args} (NxCxHxW)") from None
 
     def forward(self, inputs, params, ctx: ForwardContext):
         args = list(inputs) + list(params)

@@ -16,11 +16,12 @@ moments are used (``sigma = sqrt(var + epsilon)``, var over N, H, W, biased), as
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, SameShapeLayer, Shape
 from matconv_port.layers.registry import register_layer
 
 
@@ -35,7 +36,7 @@ def lrn_exact(x: torch.Tensor, depth: int, kappa: float, alpha: float, beta: flo
 
 
 @register_layer("dagnn.LRN", simplenn=("normalize", "lrn"))
-class LRN(MatConvNetLayer):
+class LRN(SameShapeLayer):
     def __init__(self, spec):
         super().__init__(spec)
         param = self.block_list("param", [5, 1, 1e-4 / 5, 0.75])
@@ -61,6 +62,19 @@ class BatchNorm(MatConvNetLayer):
         super().__init__(spec)
         self.epsilon = self.block_float("epsilon", 1e-4)
         self.has_moments = len(spec.params) >= 3
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        x = input_shapes[0]
+        c = x[1]
+        g, b = (int(np.prod(s)) for s in param_shapes[:2])
+        if g != c or b != c:
+            raise ShapeError(f"layer {self.layer_name!r}: {g} multipliers for {c} channels")
+        if self.has_moments and not ctx.training:
+            m = param_shapes[2]
+            rows = m[0] if len(m) == 2 else int(np.prod(m)) // 2
+            if rows != c:
+                raise ShapeError(f"layer {self.layer_name!r}: moments for {rows} channels, input has {c}")
+        return [tuple(x)]
 
     def forward(self, inputs, params, ctx: ForwardContext):
         x = inputs[0]

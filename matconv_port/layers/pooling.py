@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad4, pad_input_2d, stride_n
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
 from matconv_port.layers.registry import register_layer
 
 
@@ -54,6 +54,16 @@ class Pooling(MatConvNetLayer):
         t, b, l, r = self.pad
         if max(t, b) >= ph or max(l, r) >= pw:
             raise ShapeError(f"layer {self.layer_name!r}: pad {list(self.pad)} must be smaller than the pool size {list(self.kernel)}")
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        n, c, h, w = input_shapes[0]
+        top, bottom, left, right = self.pad
+        oh = window_output(h, top, bottom, self.kernel[0], self.stride[0])
+        ow = window_output(w, left, right, self.kernel[1], self.stride[1])
+        if oh <= 0 or ow <= 0:
+            raise self.shape_error(input_shapes, f"the {self.kernel[0]}x{self.kernel[1]} pool (pad {list(self.pad)}) "
+                                                 f"does not fit the input")
+        return [(n, c, oh, ow)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
         x = inputs[0]

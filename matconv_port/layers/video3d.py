@@ -14,12 +14,13 @@ over (T, H, W), and reshape back to ``(V*T') x C' x H' x W'``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad6, pad_input_3d, stride_n
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
 from matconv_port.layers.registry import register_layer
 
 
@@ -30,6 +31,13 @@ def items_to_clips(x: torch.Tensor, num_videos: int, layer: str) -> torch.Tensor
         raise ShapeError(f"layer {layer!r}: {n} items are not a whole number of frames for {num_videos} videos")
     # -1 (not num_videos) keeps the number of videos dynamic when traced for ONNX
     return x.reshape(-1, n // num_videos, c, h, w).transpose(1, 2)
+
+
+def _frames(n: int, num_videos: int, layer: str) -> int:
+    """Frames per video of ``n`` items (as :func:`items_to_clips` checks)."""
+    if num_videos <= 0 or n % num_videos:
+        raise ShapeError(f"layer {layer!r}: {n} items are not a whole number of frames for {num_videos} videos")
+    return n // num_videos
 
 
 def clips_to_items(y: torch.Tensor) -> torch.Tensor:
@@ -56,6 +64,22 @@ class Conv3D(MatConvNetLayer):
         self.has_bias = bool(self.block.get("hasBias", len(spec.params) > 1)) and len(spec.params) > 1
         self.torch_stride, self._sym = _3d_args(self.pad, self.stride)
 
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        n, c, h, w = input_shapes[0]
+        t = _frames(n, ctx.num_videos, self.layer_name)
+        cout, cin, kt, kh, kw = param_shapes[0]
+        if c != cin:
+            raise ShapeError(f"layer {self.layer_name!r}: input has {c} channels, the 3D filter expects {cin}")
+        if self.has_bias and int(np.prod(param_shapes[1])) != cout:
+            raise ShapeError(f"layer {self.layer_name!r}: {int(np.prod(param_shapes[1]))} biases for {cout} filters")
+        top, bottom, left, right, front, back = self.pad
+        sy, sx, st = self.stride
+        oh, ow, ot = window_output(h, top, bottom, kh, sy), window_output(w, left, right, kw, sx), window_output(t, front, back, kt, st)
+        if min(oh, ow, ot) <= 0:
+            raise self.shape_error(input_shapes, f"the {kh}x{kw}x{kt} 3D filter (pad {list(self.pad)}) does not fit "
+                                                 f"{t} frames of {h}x{w}")
+        return [(ctx.num_videos * ot, cout, oh, ow)]
+
     def forward(self, inputs, params, ctx: ForwardContext):
         x = items_to_clips(inputs[0], ctx.num_videos, self.layer_name)
         w = params[0]
@@ -81,6 +105,20 @@ class Pooling3D(MatConvNetLayer):
         t, b, l, r, f, k = self.pad
         if t + b >= ph or l + r >= pw or f + k >= pt:
             raise ShapeError(f"layer {self.layer_name!r}: 3D pool pad {list(self.pad)} too large for pool size {[ph, pw, pt]}")
+
+    def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
+        n, c, h, w = input_shapes[0]
+        t = _frames(n, ctx.num_videos, self.layer_name)
+        kt, kh, kw = self.kernel
+        if t < kt - self.pad[4] - self.pad[5]:
+            raise ShapeError(f"layer {self.layer_name!r}: {t} frames per video, temporal pool size is {kt}")
+        top, bottom, left, right, front, back = self.pad
+        sy, sx, st = self.stride
+        oh, ow, ot = window_output(h, top, bottom, kh, sy), window_output(w, left, right, kw, sx), window_output(t, front, back, kt, st)
+        if min(oh, ow, ot) <= 0:
+            raise self.shape_error(input_shapes, f"the {kh}x{kw}x{kt} 3D pool (pad {list(self.pad)}) does not fit "
+                                                 f"{t} frames of {h}x{w}")
+        return [(ctx.num_videos * ot, c, oh, ow)]
 
     def forward(self, inputs, params, ctx: ForwardContext):
         x = items_to_clips(inputs[0], ctx.num_videos, self.layer_name)
