@@ -22,6 +22,7 @@ Values are decoded when reached; no h5py object survives the read.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import h5py
@@ -70,8 +71,25 @@ def _to_matlab_order(arr: np.ndarray) -> np.ndarray:
 
 
 class _Reader73:
-    def __init__(self, f: h5py.File):
+    def __init__(self, f: h5py.File, map_min_bytes: int | None = None):
         self.f = f
+        self.map_min_bytes = map_min_bytes
+        self.file_size = os.path.getsize(f.filename) if map_min_bytes is not None else 0
+
+    def _mapped(self, ds: h5py.Dataset, cls: str | None) -> np.ndarray | None:
+        """A read-only memory map of the file's bytes of a numeric dataset of at least
+        ``map_min_bytes`` stored contiguously, uncompressed, in the class's own native
+        type; None otherwise (the dataset is then read as usual)."""
+        if self.map_min_bytes is None or cls not in _NUMERIC or cls == "logical":
+            return None
+        dt = np.dtype(_NUMERIC[cls])
+        if ds.dtype != dt or not dt.isnative or ds.chunks is not None or ds.compression is not None \
+                or getattr(ds, "external", None) or ds.size * dt.itemsize < self.map_min_bytes:
+            return None
+        offset = ds.id.get_offset()
+        if offset is None or offset + ds.size * dt.itemsize > self.file_size:
+            return None
+        return np.asarray(np.memmap(self.f.filename, dtype=dt, mode="r", offset=offset, shape=ds.shape))
 
     def value(self, obj: h5py.HLObject) -> Any:
         if isinstance(obj, h5py.Group):
@@ -127,6 +145,9 @@ class _Reader73:
             return MatCell([self.deref(r) for r in refs.reshape(-1, order="F")], shape=refs.shape)
         if ds.attrs.get("MATLAB_sparse") is not None:
             return MatOpaque("sparse", "sparse matrices are not decoded in v7.3 files")
+        mapped = self._mapped(ds, cls)
+        if mapped is not None:
+            return _to_matlab_order(mapped)
         data = ds[()]
         if data.dtype.names and set(data.dtype.names) >= {"real", "imag"}:
             data = data["real"] + 1j * data["imag"]
@@ -154,9 +175,12 @@ class _Reader73:
         return np.zeros(dims, dtype=_NUMERIC.get(cls or "double", np.float64))
 
 
-def read_mat73(f: h5py.File) -> dict[str, Any]:
-    """Decode every MATLAB variable of an open v7.3 file."""
-    reader = _Reader73(f)
+def read_mat73(f: h5py.File, map_min_bytes: int | None = None) -> dict[str, Any]:
+    """Decode every MATLAB variable of an open v7.3 file. With ``map_min_bytes``,
+    numeric arrays of at least that many bytes stored contiguously and uncompressed
+    come back as READ-ONLY memory maps of the file (no copy: for a reader that only
+    copies them elsewhere, such as ``convert``)."""
+    reader = _Reader73(f, map_min_bytes)
     out: dict[str, Any] = {}
     for name in f.keys():
         if name.startswith("#"):

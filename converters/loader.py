@@ -76,15 +76,16 @@ def netspec_from_variables(variables: dict[str, Any], source: str = "",
     return spec
 
 
-def load_netspec(path: str, *, outputs: list[str] | None = None) -> NetSpec:
+def load_netspec(path: str, *, outputs: list[str] | None = None, map_min_bytes: int | None = None) -> NetSpec:
     """Read a MatConvNet model file (SimpleNN or DagNN, MAT v5/v6/v7/v7.3) as a NetSpec.
 
     ``outputs``: keep only the layers needed to compute these vars. Raises
     ``MatFileError`` (unreadable file) or ``ModelFormatError`` (no net, malformed net),
-    each one line naming the file and the layer/field at fault.
+    each one line naming the file and the layer/field at fault. ``map_min_bytes``:
+    big arrays of v7.3 files may be read-only memory maps (see ``read_mat73``).
     """
     path = os.fspath(path)
-    return netspec_from_variables(read_mat(path), path, outputs=outputs)
+    return netspec_from_variables(read_mat(path, map_min_bytes=map_min_bytes), path, outputs=outputs)
 
 
 def prune_to_outputs(spec: NetSpec, outputs: list[str]) -> NetSpec:

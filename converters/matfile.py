@@ -66,19 +66,19 @@ def _looks_like_v4(head: bytes) -> bool:
         and ncols >= 0 and imag in (0, 1) and 0 < namlen < 64
 
 
-def read_mat(path: str) -> dict[str, Any]:
+def read_mat(path: str, *, map_min_bytes: int | None = None) -> dict[str, Any]:
     """Read every variable of a MAT file (v4, v5/v6/v7 or v7.3) as neutral values.
 
     Numeric/logical arrays come back as ndarrays in MATLAB's shape and index order
     (at least 2-D), chars as str, 1x1 structs as dicts, struct arrays as
     :class:`MatStructArray`, cells as :class:`MatCell`, function handles and objects as
     :class:`MatOpaque`. Raises :class:`MatFileError` naming the file for any problem
-    with the file.
+    with the file. ``map_min_bytes`` (v7.3 files): see :func:`read_mat73`.
     """
     path = os.fspath(path)
     version = mat_version(path)
     if version == "7.3":
-        return _read_v73(path)
+        return _read_v73(path, map_min_bytes)
     if version == "4":
         return _read_v4(path)
     return _read_v5(path)
@@ -102,14 +102,14 @@ def _read_v5(path: str) -> dict[str, Any]:
         raise MatFileError(f"{path}: cannot read file ({exc.strerror or exc})") from None
 
 
-def _read_v73(path: str) -> dict[str, Any]:
+def _read_v73(path: str, map_min_bytes: int | None = None) -> dict[str, Any]:
     import h5py
 
     from ._mat73_read import read_mat73
 
     try:
         with h5py.File(path, "r") as f:
-            return read_mat73(f)
+            return read_mat73(f, map_min_bytes)
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "truncated" in msg or "eof" in msg.lower():

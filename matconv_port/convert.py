@@ -24,7 +24,7 @@ def convert_file(src: str, out: str | None = None, *, outputs: Sequence[str] | N
     left behind. Returns the output path.
     """
     from matconv_port.layers.registry import load_custom_layers
-    from matconv_port.loading import load_model
+    from matconv_port.loading import open_for_conversion
     from matconv_port.serialization import save_converted
     from matconv_port.shapecheck import check_shapes, mcn_size
 
@@ -35,8 +35,8 @@ def convert_file(src: str, out: str | None = None, *, outputs: Sequence[str] | N
         raise MatConvPortError(f"{out}: the output would overwrite the input")
     t0 = time.perf_counter()
     log(f"reading {src}")
-    model = load_model(src, dtype=dtype, outputs=list(outputs) if outputs else None,
-                       warn=lambda m: log(m))
+    model = open_for_conversion(src, dtype=dtype, outputs=list(outputs) if outputs else None,
+                                warn=lambda m: log(m))
     log(f"  {len(model.layer_specs)} layers, {len(model.param_keys)} params "
         f"({sum(p.numel() for p in model.params.values()):,} weights), inputs {', '.join(model.input_vars) or '-'}")
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 
 from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
-from matconv_port.layers.registry import layer_class, param_to_matconvnet, param_to_torch
+from matconv_port.layers.registry import layer_class, param_into, param_to_matconvnet, param_to_torch, param_torch_shape
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec, unique_name
 
 LRN_MODES = ("exact", "fast")
@@ -58,7 +58,7 @@ class MatConvNetModel(nn.Module):
     def __init__(self, spec: NetSpec, *, dtype: torch.dtype = torch.float32, lrn_mode: str = "exact",
                  torch_params: dict[str, torch.Tensor] | None = None,
                  param_shapes: dict[str, tuple] | None = None,
-                 release_spec_values: bool = False, warn=None):
+                 release_spec_values: bool = False, defer_params: bool = False, warn=None):
         super().__init__()
         if lrn_mode not in LRN_MODES:
             raise ValueError(f"lrn_mode must be one of {LRN_MODES}")
@@ -87,6 +87,8 @@ class MatConvNetModel(nn.Module):
         self.param_lr: dict[str, float] = {}
         self.param_wd: dict[str, float] = {}
         self.params = nn.ParameterDict()
+        #: defer_params: MatConvNet-layout values not yet written into their (empty) tensors
+        self._deferred: dict[str, Any] = {}
         for pname in self.param_layouts:
             if pname not in spec.params and not (torch_params and pname in torch_params):
                 user = next(l.name for l in spec.layers if pname in l.params)
@@ -103,6 +105,18 @@ class MatConvNetModel(nn.Module):
                 self.param_shapes[pname] = shape
                 if np.size(value) == 0:
                     raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is empty (missing weights)")
+                if defer_params:
+                    if np.asarray(value).dtype.kind not in "biuf":
+                        raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is not a numeric array")
+                    # allocated, never touched: no memory is used until fill_deferred_params
+                    tensor = torch.empty(param_torch_shape(self.param_layouts[pname], shape), dtype=dtype)
+                    self._deferred[pname] = value
+                    del value
+                    self.param_shapes[pname] = shape
+                    self.params[key] = nn.Parameter(tensor, requires_grad=True)
+                    self.param_lr[pname] = float(pspec.learning_rate)
+                    self.param_wd[pname] = float(pspec.weight_decay)
+                    continue
                 # released values are not used again: their memory becomes the tensor's
                 tensor = param_to_torch(self.param_layouts[pname], value, inplace=release_spec_values)
                 del value
@@ -113,6 +127,7 @@ class MatConvNetModel(nn.Module):
             self.param_lr[pname] = float(pspec.learning_rate) if pspec else 1.0
             self.param_wd[pname] = float(pspec.weight_decay) if pspec else 1.0
         self._layer_param_keys = [[self.param_keys[p] for p in l.params] for l in spec.layers]
+        self._params_unwritten = bool(self._deferred)
         # an empty buffer that follows .to(dtype/device), also for nets without params
         self.register_buffer("_dtype_probe", torch.zeros(0, dtype=dtype), persistent=False)
         self.eval()
@@ -194,6 +209,34 @@ class MatConvNetModel(nn.Module):
         """The parameter called ``name`` in MatConvNet (torch layout)."""
         return self.params[self.param_keys[name]]
 
+    @property
+    def deferred_params(self) -> list[str]:
+        """Params built with ``defer_params=True`` whose values are not written yet."""
+        return list(self._deferred)
+
+    def take_deferred_params(self) -> dict[str, tuple[str, Any]]:
+        """Hand over the deferred params' sources, ``{name: (layout, MatConvNet-layout
+        array)}`` (the writer of a converted file fills them); the model keeps its
+        unwritten tensors and refuses to run."""
+        out = {p: (self.param_layouts[p], v) for p, v in self._deferred.items()}
+        self._deferred.clear()
+        return out
+
+    def fill_deferred_params(self, targets: dict[str, torch.Tensor] | None = None,
+                             on_param: Callable[[str, torch.Tensor], None] | None = None) -> None:
+        """Write every deferred param's torch layout, read from its MatConvNet-layout
+        value in one pass, into ``targets[name]`` (CPU tensors of the param's shape and
+        dtype, e.g. the tensors of a file mapped for writing) or, by default, into the
+        param's own tensor; ``on_param(name, tensor)`` is called after each. The values
+        are released as they are written."""
+        for pname in list(self._deferred):
+            dst = targets[pname] if targets is not None else self.params[self.param_keys[pname]].data
+            param_into(self.param_layouts[pname], self._deferred.pop(pname), dst.numpy())
+            if on_param is not None:
+                on_param(pname, dst)
+        if targets is None:
+            self._params_unwritten = False
+
     def named_matconvnet_params(self) -> Iterable[tuple[str, nn.Parameter]]:
         for name, key in self.param_keys.items():
             yield name, self.params[key]
@@ -223,6 +266,9 @@ class MatConvNetModel(nn.Module):
         are missing (e.g. losses without a label) are skipped with everything after them.
         ``outputs``: stop once these vars are computed (default: run everything).
         """
+        if self._params_unwritten:
+            raise MatConvPortError("this network's params were written to a converted file only "
+                                   "(defer_params); load that file to run it")
         ctx, values = self._prepare(inputs, num_videos, training)
         if not outputs:
             for li in self.execution_order:

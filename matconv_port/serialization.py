@@ -92,8 +92,23 @@ def model_payload(model) -> dict:
 
 
 def save_converted(model, path: str) -> None:
-    """Write ``model`` as a self-contained converted file (atomic)."""
-    atomic_torch_save(model_payload(model), path)
+    """Write ``model`` as a self-contained converted file (atomic).
+
+    A model built with ``defer_params=True`` (``convert``) has its params written
+    straight into the file from their MatConvNet sources
+    (:mod:`matconv_port.stream_save`); it is consumed: its own param tensors stay
+    unwritten (load the file to use the network)."""
+    if not model.deferred_params:
+        atomic_torch_save(model_payload(model), path)
+        return
+    from matconv_port import stream_save
+
+    if not stream_save.supported():
+        model.fill_deferred_params()
+        atomic_torch_save(model_payload(model), path)
+        return
+    with atomic_path(path, ".pt") as tmp:
+        stream_save.save_with_deferred_params(model_payload(model), tmp, model.take_deferred_params())
 
 
 def is_converted_file(path: str) -> bool:

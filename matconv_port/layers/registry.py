@@ -93,69 +93,77 @@ def load_custom_layers(path: str) -> None:
 # ----------------------------------------------------------------------------- layouts
 @dataclass(frozen=True)
 class ParamLayout:
-    """How a MatConvNet param array maps to the torch tensor a layer uses."""
+    """How a MatConvNet param array maps to the torch tensor a layer uses.
+
+    ``view`` gives the torch-layout VIEW of a MatConvNet array (MATLAB index order,
+    trailing singleton dims possibly dropped): a transpose/reshape, no copy where
+    numpy can avoid one; :meth:`to_torch` makes it contiguous."""
 
     name: str
-    to_torch: Callable[[np.ndarray], np.ndarray]
+    view: Callable[[np.ndarray], np.ndarray]
     #: (torch array, original MatConvNet shape) -> MatConvNet array of that shape
     to_matconvnet: Callable[[np.ndarray, tuple], np.ndarray]
+
+    def to_torch(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.view(a))
+
+    def torch_shape(self, mcn_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The torch-layout shape of a MatConvNet array of ``mcn_shape`` (no data)."""
+        dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=tuple(mcn_shape),
+                                                strides=(0,) * len(mcn_shape), writeable=False)
+        return tuple(int(v) for v in self.view(dummy).shape)
 
 
 def _pad_dims(a: np.ndarray, n: int) -> np.ndarray:
     return a.reshape(a.shape + (1,) * (n - a.ndim)) if a.ndim < n else a
 
 
-def _filter_to_torch(a: np.ndarray) -> np.ndarray:
+def _filter_view(a: np.ndarray) -> np.ndarray:
     # H x W x Cin x Cout  ->  Cout x Cin x H x W
-    return np.ascontiguousarray(_pad_dims(a, 4).transpose(3, 2, 0, 1))
+    return _pad_dims(a, 4).transpose(3, 2, 0, 1)
 
 
 def _filter_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asfortranarray(t.transpose(2, 3, 1, 0)).reshape(shape, order="F")
 
 
-def _filter3d_to_torch(a: np.ndarray) -> np.ndarray:
+def _filter3d_view(a: np.ndarray) -> np.ndarray:
     # H x W x T x Cin x Cout  ->  Cout x Cin x T x H x W
-    return np.ascontiguousarray(_pad_dims(a, 5).transpose(4, 3, 2, 0, 1))
+    return _pad_dims(a, 5).transpose(4, 3, 2, 0, 1)
 
 
 def _filter3d_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asfortranarray(t.transpose(3, 4, 2, 1, 0)).reshape(shape, order="F")
 
 
-def _vector_to_torch(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.reshape(-1, order="F"))
+def _vector_view(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, order="F")
 
 
 def _vector_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asfortranarray(t.reshape(shape, order="F"))
 
 
-def _raw_to_torch(a: np.ndarray) -> np.ndarray:
-    # MATLAB index order kept as is (C-contiguous copy)
-    return np.ascontiguousarray(a)
+def _raw_view(a: np.ndarray) -> np.ndarray:
+    # MATLAB index order kept as is
+    return a
 
 
 def _raw_to_mcn(t: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asfortranarray(t.reshape(shape))
 
 
-def _map_to_torch(a: np.ndarray) -> np.ndarray:
-    # H x W x C (x N) -> N x C x H x W (an activation-shaped param, e.g. Scale's)
-    return np.ascontiguousarray(_pad_dims(a, 4).transpose(3, 2, 0, 1))
-
-
 PARAM_LAYOUTS: dict[str, ParamLayout] = {
     # conv / convt filters: H x W x Cin x Cout (convt: H x W x Cout x Cin) -> dims reversed as torch wants
-    "filter2d": ParamLayout("filter2d", _filter_to_torch, _filter_to_mcn),
+    "filter2d": ParamLayout("filter2d", _filter_view, _filter_to_mcn),
     # Conv3D filters: H x W x T x Cin x Cout -> Cout x Cin x T x H x W
-    "filter3d": ParamLayout("filter3d", _filter3d_to_torch, _filter3d_to_mcn),
+    "filter3d": ParamLayout("filter3d", _filter3d_view, _filter3d_to_mcn),
     # biases, bnorm multipliers/biases: any shape with C elements -> (C,)
-    "vector": ParamLayout("vector", _vector_to_torch, _vector_to_mcn),
+    "vector": ParamLayout("vector", _vector_view, _vector_to_mcn),
     # as saved (MATLAB index order), e.g. bnorm moments C x 2
-    "raw": ParamLayout("raw", _raw_to_torch, _raw_to_mcn),
-    # an H x W x C map broadcast against activations -> 1 x C x H x W
-    "map": ParamLayout("map", _map_to_torch, _filter_to_mcn),
+    "raw": ParamLayout("raw", _raw_view, _raw_to_mcn),
+    # an H x W x C (x N) map broadcast against activations -> N x C x H x W (e.g. Scale's)
+    "map": ParamLayout("map", _filter_view, _filter_to_mcn),
 }
 
 
@@ -204,6 +212,21 @@ def param_to_torch(layout: str, value, inplace: bool = False) -> torch.Tensor:
     if np.may_share_memory(out, arr):  # never alias the caller's array (training writes in place)
         out = out.copy()
     return torch.from_numpy(out)
+
+
+def param_torch_shape(layout: str, mcn_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the tensor :func:`param_to_torch` makes from an array of ``mcn_shape``."""
+    return PARAM_LAYOUTS[layout].torch_shape(mcn_shape)
+
+
+def param_into(layout: str, value: np.ndarray, out: np.ndarray) -> None:
+    """Write the torch layout of MatConvNet array ``value`` into ``out`` (a C-contiguous
+    array of :func:`param_torch_shape`; values cast to its dtype): one pass, no
+    intermediate copy."""
+    view = PARAM_LAYOUTS[layout].view(np.asarray(value))
+    if view.shape != out.shape:
+        raise ValueError(f"param of torch shape {view.shape} written into {out.shape}")
+    np.copyto(out, view, casting="unsafe")
 
 
 def param_to_matconvnet(layout: str, tensor: torch.Tensor, shape: tuple) -> np.ndarray:

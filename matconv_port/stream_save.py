@@ -1,0 +1,194 @@
+"""Writing a converted file whose weights go straight from the MatConvNet file into
+the output, without a full in-memory copy of the network.
+
+``torch.save`` of a converted model needs every tensor in memory first; for a 1 GB
+network that means 1 GB of fresh process memory for the weights and, while saving,
+1 GB of page cache for the file, plus a copy between them. Here:
+
+1. ``torch.save`` runs under :class:`torch.serialization.skip_data`: the file gets its
+   full layout (``data.pkl``, every record at its final offset) but no tensor bytes;
+2. each param's record offset is found (the file mapped read-only by
+   ``torch.load(mmap=True)``), and its torch layout is written there with ``pwrite``,
+   a block of rows at a time through one reused buffer, read from its
+   MatConvNet-layout source (for big arrays of uncompressed v7.3 files, a read-only
+   map of the source file itself): the only new memory is the output's page cache;
+3. the zip CRC-32 of each data record (left 0 by step 1; computed while writing) is
+   written into its data descriptor and central-directory entry, so the file is a
+   standard zip (``unzip -t`` passes) exactly like one written by ``torch.save``.
+
+The result loads with ``torch.load(weights_only=True)`` like any converted file.
+:func:`supported` says whether this torch has the two serialization features used
+(``skip_data``, ``torch.load(mmap=True)``); callers fall back to filling the
+params in memory and ``torch.save`` otherwise.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["supported", "save_with_deferred_params", "fill_zip_crcs"]
+
+_DESCRIPTOR_SIG = b"PK\x07\x08"
+_CENTRAL_SIG = b"PK\x01\x02"
+
+
+def supported() -> bool:
+    """Whether this torch can write a file's layout first and its bytes afterwards."""
+    ser = torch.serialization
+    return hasattr(ser, "skip_data") and hasattr(os, "pwrite")
+
+
+def save_with_deferred_params(payload: dict[str, Any], path: str, sources: dict[str, tuple[str, Any]]) -> None:
+    """Write ``payload`` (whose ``payload["params"]`` tensors are still empty) to
+    ``path``, then each param's torch layout from ``sources[name] = (layout,
+    MatConvNet-layout array)`` into its record (and any other tensor of the payload
+    from memory), then the CRCs."""
+    with torch.serialization.skip_data():
+        torch.save(payload, path)
+    records = _record_offsets(path, payload)
+    crcs = _write_records(path, records, sources)
+    fill_zip_crcs(path, crcs)
+
+
+def _tensors(obj: Any, where: tuple = ()) -> list[tuple[tuple, torch.Tensor]]:
+    """Every tensor inside dicts/lists/tuples, with its path."""
+    if isinstance(obj, torch.Tensor):
+        return [(where, obj)]
+    if isinstance(obj, dict):
+        return [t for k, v in obj.items() for t in _tensors(v, where + (k,))]
+    if isinstance(obj, (list, tuple)):
+        return [t for i, v in enumerate(obj) for t in _tensors(v, where + (i,))]
+    return []
+
+
+def _record_offsets(path: str, payload: dict[str, Any]) -> list[tuple[int, tuple, torch.Tensor]]:
+    """``(file offset, path in payload, payload tensor)`` of every stored tensor. The
+    file is mapped by ``torch.load(mmap=True)``: the loaded tensors' addresses, in the
+    order of the zip records' data offsets, differ from them by the mapping's base
+    address (checked)."""
+    loaded = dict(_tensors(torch.load(path, map_location="cpu", weights_only=True, mmap=True)))
+    mine = _tensors(payload)
+    by_ptr: dict[int, tuple[tuple, torch.Tensor]] = {}
+    for where, t in mine:
+        if t.untyped_storage().nbytes():
+            if t.storage_offset() or not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+                raise ValueError(f"{path}: tensor {where} is a view; cannot be written record by record")
+            by_ptr.setdefault(loaded[where].untyped_storage().data_ptr(), (where, t))
+    with zipfile.ZipFile(path) as zf:
+        starts = sorted(_data_start(path, i) for i in zf.infolist() if "/data/" in i.filename and i.file_size)
+    ptrs = sorted(by_ptr)
+    if len(starts) != len(ptrs) or len({p - s for p, s in zip(ptrs, starts)}) != 1:
+        raise ValueError(f"{path}: cannot match the payload's {len(ptrs)} tensors to {len(starts)} records")
+    return [(s, *by_ptr[p]) for p, s in zip(ptrs, starts)]
+
+
+def _data_start(path: str, info: zipfile.ZipInfo) -> int:
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _write_records(path: str, records: list[tuple[int, tuple, torch.Tensor]],
+                   sources: dict[str, tuple[str, Any]], chunk_bytes: int = 1 << 24) -> dict[int, int]:
+    """``pwrite`` each tensor at its offset: a param of ``sources`` in its torch layout,
+    a block of leading-dim rows at a time through one reused buffer (so the only new
+    memory is the file's page cache); any other tensor from memory. Returns
+    ``{data offset: CRC-32}``."""
+    from matconv_port.layers.registry import PARAM_LAYOUTS
+
+    crcs: dict[int, int] = {}
+    scratch = None
+    with open(path, "r+b") as f:
+        fd = f.fileno()
+
+        def put(data: memoryview, pos: int) -> None:
+            done = 0
+            while done < len(data):
+                done += os.pwrite(fd, data[done:], pos + done)
+
+        for off, where, dst in records:
+            name = where[1] if len(where) == 2 and where[0] == "params" else None
+            if name not in sources:
+                data = memoryview(dst.contiguous().numpy()).cast("B")
+                put(data, off)
+                crcs[off] = zlib.crc32(data)
+                continue
+            layout, value = sources.pop(name)
+            np_dtype = dst.numpy().dtype
+            src = PARAM_LAYOUTS[layout].view(np.asarray(value))
+            del value
+            if src.shape != tuple(dst.shape):
+                raise ValueError(f"param {name!r}: torch shape {src.shape}, record of {tuple(dst.shape)}")
+            rows2d = src.reshape(src.shape[0], -1) if src.ndim > 1 else src.reshape(-1, 1)
+            row = max(1, rows2d.shape[1] * np_dtype.itemsize)
+            step = max(1, chunk_bytes // row)
+            need = min(step, rows2d.shape[0]) * row
+            if scratch is None or scratch.nbytes < need:
+                scratch = np.empty(max(need, chunk_bytes), np.uint8)
+            crc, pos = 0, off
+            for i in range(0, rows2d.shape[0], step):
+                part = rows2d[i:i + step]
+                buf = scratch[:part.size * np_dtype.itemsize].view(np_dtype).reshape(part.shape)
+                np.copyto(buf, part, casting="unsafe")
+                data = memoryview(buf).cast("B")
+                put(data, pos)
+                crc = zlib.crc32(data, crc)
+                pos += len(data)
+            crcs[off] = crc
+    if sources:
+        raise ValueError(f"params not found in the payload: {sorted(sources)}")
+    return crcs
+
+
+def fill_zip_crcs(path: str, known: dict[int, int] | None = None, chunk: int = 1 << 22) -> int:
+    """Write the CRC-32 of every non-empty record whose CRC is 0 (what ``skip_data``
+    leaves): from ``known`` (data offset -> CRC) or computed from the file; returns
+    how many records were patched. Works for records with a data descriptor (how
+    PyTorch writes them) and without."""
+    known = known or {}
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        central = zf.start_dir
+    patched = 0
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    with open(path, "r+b") as f:
+        pos = central
+        for info in infos:
+            f.seek(pos)
+            head = f.read(46)
+            if head[:4] != _CENTRAL_SIG:
+                raise ValueError(f"{path}: unexpected zip central directory")
+            n, e, c = struct.unpack_from("<HHH", head, 28)
+            if info.CRC == 0 and info.file_size > 0:
+                f.seek(info.header_offset + 26)
+                name_len, extra_len = struct.unpack("<HH", f.read(4))
+                start = info.header_offset + 30 + name_len + extra_len
+                f.seek(start)
+                crc, left = known.get(start, 0), (0 if start in known else info.file_size)
+                while left:
+                    got = f.readinto(view[:min(chunk, left)])
+                    if not got:
+                        raise ValueError(f"{path}: record {info.filename} is truncated")
+                    crc = zlib.crc32(view[:got], crc)
+                    left -= got
+                end = start + info.file_size
+                if info.flag_bits & 0x08:
+                    f.seek(end)
+                    at = end + 4 if f.read(4) == _DESCRIPTOR_SIG else end
+                else:
+                    at = info.header_offset + 14
+                f.seek(at)
+                f.write(struct.pack("<I", crc))
+                f.seek(pos + 16)
+                f.write(struct.pack("<I", crc))
+                patched += 1
+            pos += 46 + n + e + c
+    return patched
