@@ -96,52 +96,74 @@ def _data_start(path: str, info: zipfile.ZipInfo) -> int:
 
 
 def _write_records(path: str, records: list[tuple[int, tuple, torch.Tensor]],
-                   sources: dict[str, tuple[str, Any]], chunk_bytes: int = 1 << 24) -> dict[int, int]:
+                   sources: dict[str, tuple[str, Any]], chunk_bytes: int = 1 << 23) -> dict[int, int]:
     """``pwrite`` each tensor at its offset: a param of ``sources`` in its torch layout,
-    a block of leading-dim rows at a time through one reused buffer (so the only new
-    memory is the file's page cache); any other tensor from memory. Returns
-    ``{data offset: CRC-32}``."""
+    a block of leading-dim rows at a time, any other tensor from memory. Returns
+    ``{data offset: CRC-32}``.
+
+    Blocks go through two reused buffers: while the main thread lays out the next
+    block (numpy copy, GIL released), a writer thread writes the previous one and
+    updates its record's CRC (``pwrite`` and ``zlib.crc32`` release the GIL too), in
+    order. The only new memory is the file's page cache and the two buffers."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from matconv_port.layers.registry import PARAM_LAYOUTS
 
     crcs: dict[int, int] = {}
-    scratch = None
-    with open(path, "r+b") as f:
+    with open(path, "r+b") as f, ThreadPoolExecutor(1, thread_name_prefix="matconv-port-write") as pool:
         fd = f.fileno()
 
-        def put(data: memoryview, pos: int) -> None:
+        def write(data: memoryview, pos: int, record: int) -> None:
             done = 0
             while done < len(data):
                 done += os.pwrite(fd, data[done:], pos + done)
+            crcs[record] = zlib.crc32(data, crcs.get(record, 0))
+
+        buffers: list[np.ndarray | None] = [None, None]
+        in_use: list[Future | None] = [None, None]
+        turn = 0
+
+        def buffer(nbytes: int) -> np.ndarray:
+            """A free buffer of at least ``nbytes`` (waits for its previous write)."""
+            nonlocal turn
+            turn ^= 1
+            if in_use[turn] is not None:
+                in_use[turn].result()
+            if buffers[turn] is None or buffers[turn].nbytes < nbytes:
+                buffers[turn] = np.empty(max(nbytes, chunk_bytes), np.uint8)
+            return buffers[turn]
+
+        def submit(buf: np.ndarray, pos: int, record: int) -> None:
+            in_use[turn] = pool.submit(write, memoryview(buf).cast("B"), pos, record)
 
         for off, where, dst in records:
             name = where[1] if len(where) == 2 and where[0] == "params" else None
             if name not in sources:
-                data = memoryview(dst.contiguous().numpy()).cast("B")
-                put(data, off)
-                crcs[off] = zlib.crc32(data)
+                data = dst.contiguous().numpy()
+                in_use[turn] = pool.submit(write, memoryview(data).cast("B"), off, off)
+                in_use[turn].result()
                 continue
             layout, value = sources.pop(name)
             np_dtype = dst.numpy().dtype
             src = PARAM_LAYOUTS[layout].view(np.asarray(value))
             del value
-            if src.shape != tuple(dst.shape):
-                raise ValueError(f"param {name!r}: torch shape {src.shape}, record of {tuple(dst.shape)}")
-            rows2d = src.reshape(src.shape[0], -1) if src.ndim > 1 else src.reshape(-1, 1)
-            row = max(1, rows2d.shape[1] * np_dtype.itemsize)
+            shape = tuple(dst.shape)
+            if src.shape != shape:
+                raise ValueError(f"param {name!r}: torch shape {src.shape}, record of {shape}")
+            row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np_dtype.itemsize)
             step = max(1, chunk_bytes // row)
-            need = min(step, rows2d.shape[0]) * row
-            if scratch is None or scratch.nbytes < need:
-                scratch = np.empty(max(need, chunk_bytes), np.uint8)
-            crc, pos = 0, off
-            for i in range(0, rows2d.shape[0], step):
-                part = rows2d[i:i + step]
-                buf = scratch[:part.size * np_dtype.itemsize].view(np_dtype).reshape(part.shape)
+            pos = off
+            crcs[off] = 0
+            for i in range(0, shape[0], step):
+                part = src[i:i + step]  # a view: reshaping the strided whole would copy it
+                nbytes = part.size * np_dtype.itemsize
+                buf = buffer(nbytes)[:nbytes].view(np_dtype).reshape(part.shape)
                 np.copyto(buf, part, casting="unsafe")
-                data = memoryview(buf).cast("B")
-                put(data, pos)
-                crc = zlib.crc32(data, crc)
-                pos += len(data)
-            crcs[off] = crc
+                submit(buf, pos, off)
+                pos += nbytes
+        for fut in in_use:
+            if fut is not None:
+                fut.result()
     if sources:
         raise ValueError(f"params not found in the payload: {sorted(sources)}")
     return crcs
