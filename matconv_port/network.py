@@ -222,6 +222,10 @@ class MatConvNetModel(nn.Module):
         self._deferred.clear()
         return out
 
+    def return_deferred_params(self, sources: dict[str, tuple[str, Any]]) -> None:
+        """Give back what :meth:`take_deferred_params` handed over (not written)."""
+        self._deferred.update({p: v for p, (_, v) in sources.items()})
+
     def fill_deferred_params(self, targets: dict[str, torch.Tensor] | None = None,
                              on_param: Callable[[str, torch.Tensor], None] | None = None) -> None:
         """Write every deferred param's torch layout, read from its MatConvNet-layout

@@ -107,8 +107,14 @@ def save_converted(model, path: str) -> None:
         model.fill_deferred_params()
         atomic_torch_save(model_payload(model), path)
         return
-    with atomic_path(path, ".pt") as tmp:
-        stream_save.save_with_deferred_params(model_payload(model), tmp, model.take_deferred_params())
+    sources = model.take_deferred_params()
+    try:
+        with atomic_path(path, ".pt") as tmp:
+            stream_save.save_with_deferred_params(model_payload(model), tmp, sources)
+    except stream_save.LayoutUnknown:  # nothing written yet: fill in memory instead
+        model.return_deferred_params(sources)
+        model.fill_deferred_params()
+        atomic_torch_save(model_payload(model), path)
 
 
 def is_converted_file(path: str) -> bool:

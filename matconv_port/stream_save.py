@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["supported", "save_with_deferred_params", "fill_zip_crcs"]
+__all__ = ["supported", "save_with_deferred_params", "fill_zip_crcs", "LayoutUnknown"]
+
+
+class LayoutUnknown(RuntimeError):
+    """The file written by ``torch.save`` under ``skip_data`` cannot be matched to the
+    payload's tensors (a torch whose format differs): nothing was written into it, and
+    the caller falls back to ``torch.save`` of filled tensors."""
 
 _DESCRIPTOR_SIG = b"PK\x07\x08"
 _CENTRAL_SIG = b"PK\x01\x02"
@@ -72,19 +78,22 @@ def _record_offsets(path: str, payload: dict[str, Any]) -> list[tuple[int, tuple
     file is mapped by ``torch.load(mmap=True)``: the loaded tensors' addresses, in the
     order of the zip records' data offsets, differ from them by the mapping's base
     address (checked)."""
-    loaded = dict(_tensors(torch.load(path, map_location="cpu", weights_only=True, mmap=True)))
+    try:
+        loaded = dict(_tensors(torch.load(path, map_location="cpu", weights_only=True, mmap=True)))
+    except Exception as exc:  # a torch that cannot read back what skip_data wrote
+        raise LayoutUnknown(f"{path}: cannot map the laid-out file ({type(exc).__name__}: {exc})") from None
     mine = _tensors(payload)
     by_ptr: dict[int, tuple[tuple, torch.Tensor]] = {}
     for where, t in mine:
         if t.untyped_storage().nbytes():
             if t.storage_offset() or not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-                raise ValueError(f"{path}: tensor {where} is a view; cannot be written record by record")
+                raise LayoutUnknown(f"{path}: tensor {where} is a view; cannot be written record by record")
             by_ptr.setdefault(loaded[where].untyped_storage().data_ptr(), (where, t))
     with zipfile.ZipFile(path) as zf:
         starts = sorted(_data_start(path, i) for i in zf.infolist() if "/data/" in i.filename and i.file_size)
     ptrs = sorted(by_ptr)
     if len(starts) != len(ptrs) or len({p - s for p, s in zip(ptrs, starts)}) != 1:
-        raise ValueError(f"{path}: cannot match the payload's {len(ptrs)} tensors to {len(starts)} records")
+        raise LayoutUnknown(f"{path}: cannot match the payload's {len(ptrs)} tensors to {len(starts)} records")
     return [(s, *by_ptr[p]) for p, s in zip(ptrs, starts)]
 
 

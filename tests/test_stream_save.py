@@ -146,3 +146,16 @@ def test_fill_zip_crcs_repairs_zeroed_crcs(tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert {i.filename: i.CRC for i in zf.infolist()} == want
         assert zf.testzip() is None
+
+
+def test_unmatchable_layout_falls_back_to_torch_save(big73, tmp_path, monkeypatch):
+    """A torch whose skip_data file cannot be matched to the payload: nothing is
+    written into it and the converter fills the params in memory instead."""
+    def unknown(path, payload):
+        raise stream_save.LayoutUnknown(f"{path}: cannot match")
+
+    monkeypatch.setattr(stream_save, "_record_offsets", unknown)
+    out = str(tmp_path / "x.pt")
+    convert_file(big73, out, log=lambda m: None)
+    _same_model(matconv_port.load_model(out), matconv_port.load_model(big73))
+    assert sorted(os.listdir(tmp_path)) == ["x.pt"]
