@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -61,6 +62,12 @@ def test_converts_and_runs_or_is_refused_by_name(name, tmp_path):
         return
     convert_file(_path(name), str(out), log=lambda m: None)
     model = matconv_port.load_model(str(out))
+    direct = matconv_port.load_model(_path(name))  # the converted file holds exactly the source's params
+    assert list(model.param_keys) == list(direct.param_keys)
+    for p in direct.param_keys:
+        assert torch.equal(model.param(p), direct.param(p)), p
+    with zipfile.ZipFile(out) as zf:
+        assert zf.testzip() is None
     from matconv_port.shapecheck import _meta_size
 
     # the file's own input size, else a small one (fully convolutional nets)
