@@ -159,3 +159,12 @@ def test_unmatchable_layout_falls_back_to_torch_save(big73, tmp_path, monkeypatc
     convert_file(big73, out, log=lambda m: None)
     _same_model(matconv_port.load_model(out), matconv_port.load_model(big73))
     assert sorted(os.listdir(tmp_path)) == ["x.pt"]
+
+
+def test_float64_conversion_casts_while_writing(big73, tmp_path):
+    out = str(tmp_path / "d.pt")
+    convert_file(big73, out, dtype=torch.float64, log=lambda m: None)
+    got, want = matconv_port.load_model(out, dtype=torch.float64), matconv_port.load_model(big73, dtype=torch.float64)
+    assert all(got.param(n).dtype == torch.float64 for n in got.param_keys)
+    _same_model(got, want)
+    assert torch.load(out, weights_only=True)["params"][next(iter(want.param_keys))].dtype == torch.float64
