@@ -9,9 +9,10 @@ network that means 1 GB of fresh process memory for the weights and, while savin
    full layout (``data.pkl``, every record at its final offset) but no tensor bytes;
 2. each param's record offset is found (the file mapped read-only by
    ``torch.load(mmap=True)``), and its torch layout is written there with ``pwrite``,
-   a block of rows at a time through one reused buffer, read from its
-   MatConvNet-layout source (for big arrays of uncompressed v7.3 files, a read-only
-   map of the source file itself): the only new memory is the output's page cache;
+   a block of rows at a time through two reused buffers (a writer thread writes one
+   block while the next is laid out), read from its MatConvNet-layout source (for big
+   arrays of uncompressed v7.3 files, a read-only map of the source file itself): the
+   only new memory is the output's page cache;
 3. the zip CRC-32 of each data record (left 0 by step 1; computed while writing) is
    written into its data descriptor and central-directory entry, so the file is a
    standard zip (``unzip -t`` passes) exactly like one written by ``torch.save``.
@@ -39,6 +40,7 @@ class LayoutUnknown(RuntimeError):
     """The file written by ``torch.save`` under ``skip_data`` cannot be matched to the
     payload's tensors (a torch whose format differs): nothing was written into it, and
     the caller falls back to ``torch.save`` of filled tensors."""
+
 
 _DESCRIPTOR_SIG = b"PK\x07\x08"
 _CENTRAL_SIG = b"PK\x01\x02"
@@ -89,18 +91,19 @@ def _record_offsets(path: str, payload: dict[str, Any]) -> list[tuple[int, tuple
             if t.storage_offset() or not t.is_contiguous() or t.untyped_storage().nbytes() != t.numel() * t.element_size():
                 raise LayoutUnknown(f"{path}: tensor {where} is a view; cannot be written record by record")
             by_ptr.setdefault(loaded[where].untyped_storage().data_ptr(), (where, t))
-    with zipfile.ZipFile(path) as zf:
-        starts = sorted(_data_start(path, i) for i in zf.infolist() if "/data/" in i.filename and i.file_size)
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        starts = sorted(_data_start(f, i) for i in zf.infolist() if "/data/" in i.filename and i.file_size)
     ptrs = sorted(by_ptr)
     if len(starts) != len(ptrs) or len({p - s for p, s in zip(ptrs, starts)}) != 1:
         raise LayoutUnknown(f"{path}: cannot match the payload's {len(ptrs)} tensors to {len(starts)} records")
     return [(s, *by_ptr[p]) for p, s in zip(ptrs, starts)]
 
 
-def _data_start(path: str, info: zipfile.ZipInfo) -> int:
-    with open(path, "rb") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
+def _data_start(f, info: zipfile.ZipInfo) -> int:
+    """Offset of a stored record's bytes: after its local header (whose name and extra
+    field lengths may differ from the central directory's)."""
+    f.seek(info.header_offset + 26)
+    name_len, extra_len = struct.unpack("<HH", f.read(4))
     return info.header_offset + 30 + name_len + extra_len
 
 
