@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -14,11 +14,14 @@ from matconv_port.netspec import LayerSpec, as_float_list
 Shape = tuple[int, ...]
 
 
-def window_output(size: int, pad_before: int, pad_after: int, kernel: int, stride: int) -> int:
-    """MatConvNet's output size along one dimension:
-    ``floor((X + pad_before + pad_after - kernel) / stride) + 1`` (``kernel`` the
-    effective extent, dilation included); 0 or less when the window does not fit."""
-    return (size + pad_before + pad_after - kernel) // stride + 1
+def window_outputs(sizes: Sequence[int], pad: Sequence[int], kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, ...]:
+    """MatConvNet's output size of a sliding window along each dimension (H, W[, T]):
+    ``floor((X + pad_before + pad_after - kernel) / stride) + 1``, with ``pad`` in
+    MatConvNet's order ``[top bottom left right (front back)]``, ``strides``
+    ``[sy sx (st)]`` and ``kernels`` the effective extents (dilation included); 0 or
+    less where the window does not fit."""
+    return tuple((x + pad[2 * i] + pad[2 * i + 1] - k) // s + 1
+                 for i, (x, k, s) in enumerate(zip(sizes, kernels, strides)))
 
 
 @dataclass
@@ -94,6 +97,16 @@ class MatConvNetLayer(nn.Module):
         check then runs :meth:`forward` on ``meta`` tensors (slower: the first such
         call imports much of torch's compiler stack)."""
         return None
+
+    def window_sizes(self, input_shapes: list[Shape], sizes: Sequence[int], kernels: Sequence[int],
+                     what: str) -> tuple[int, ...]:
+        """:func:`window_outputs` with this layer's ``pad`` and ``stride``; the shape
+        check's error, naming ``what`` (e.g. ``"the 3x3 filter"``), where it does not fit."""
+        out = window_outputs(sizes, self.pad, kernels, self.stride)
+        if min(out) <= 0:
+            raise self.shape_error(input_shapes, f"{what} (pad {list(self.pad)}) does not fit "
+                                                 f"{'x'.join(str(v) for v in sizes)}")
+        return out
 
     def shape_error(self, input_shapes: list[Shape], detail: str) -> ShapeError:
         """The shape check's error for inputs of ``input_shapes`` (sizes in HxWxCxN)."""

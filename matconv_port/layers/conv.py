@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad4, pad_input_2d, stride_n, symmetric_2d
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
 
 
@@ -45,13 +45,9 @@ class Conv(MatConvNetLayer):
                 f"with {cout} filters (groups must divide both)")
         if self.has_bias and int(np.prod(param_shapes[1])) != cout:
             raise ShapeError(f"layer {self.layer_name!r}: {int(np.prod(param_shapes[1]))} biases for {cout} filters")
-        top, bottom, left, right = self.pad
         dy, dx = self.dilate
-        oh = window_output(h, top, bottom, dy * (kh - 1) + 1, self.stride[0])
-        ow = window_output(w, left, right, dx * (kw - 1) + 1, self.stride[1])
-        if oh <= 0 or ow <= 0:
-            raise self.shape_error(input_shapes, f"the {kh}x{kw} filter (pad {list(self.pad)}, dilate "
-                                                 f"{list(self.dilate)}) does not fit the input")
+        oh, ow = self.window_sizes(input_shapes, (h, w), (dy * (kh - 1) + 1, dx * (kw - 1) + 1),
+                                   f"the {kh}x{kw} filter (dilate {list(self.dilate)})")
         return [(n, cout, oh, ow)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:

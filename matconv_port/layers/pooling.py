@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad4, pad_input_2d, stride_n
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
 
 
@@ -57,12 +57,7 @@ class Pooling(MatConvNetLayer):
 
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         n, c, h, w = input_shapes[0]
-        top, bottom, left, right = self.pad
-        oh = window_output(h, top, bottom, self.kernel[0], self.stride[0])
-        ow = window_output(w, left, right, self.kernel[1], self.stride[1])
-        if oh <= 0 or ow <= 0:
-            raise self.shape_error(input_shapes, f"the {self.kernel[0]}x{self.kernel[1]} pool (pad {list(self.pad)}) "
-                                                 f"does not fit the input")
+        oh, ow = self.window_sizes(input_shapes, (h, w), self.kernel, f"the {self.kernel[0]}x{self.kernel[1]} pool")
         return [(n, c, oh, ow)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:

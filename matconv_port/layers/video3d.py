@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from matconv_port.errors import ShapeError
 from matconv_port.layers._padding import pad6, pad_input_3d, stride_n
-from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape, window_output
+from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
 
 
@@ -72,12 +72,7 @@ class Conv3D(MatConvNetLayer):
             raise ShapeError(f"layer {self.layer_name!r}: input has {c} channels, the 3D filter expects {cin}")
         if self.has_bias and int(np.prod(param_shapes[1])) != cout:
             raise ShapeError(f"layer {self.layer_name!r}: {int(np.prod(param_shapes[1]))} biases for {cout} filters")
-        top, bottom, left, right, front, back = self.pad
-        sy, sx, st = self.stride
-        oh, ow, ot = window_output(h, top, bottom, kh, sy), window_output(w, left, right, kw, sx), window_output(t, front, back, kt, st)
-        if min(oh, ow, ot) <= 0:
-            raise self.shape_error(input_shapes, f"the {kh}x{kw}x{kt} 3D filter (pad {list(self.pad)}) does not fit "
-                                                 f"{t} frames of {h}x{w}")
+        oh, ow, ot = self.window_sizes(input_shapes, (h, w, t), (kh, kw, kt), f"the {kh}x{kw}x{kt} 3D filter")
         return [(ctx.num_videos * ot, cout, oh, ow)]
 
     def forward(self, inputs, params, ctx: ForwardContext):
@@ -112,12 +107,7 @@ class Pooling3D(MatConvNetLayer):
         kt, kh, kw = self.kernel
         if t < kt - self.pad[4] - self.pad[5]:
             raise ShapeError(f"layer {self.layer_name!r}: {t} frames per video, temporal pool size is {kt}")
-        top, bottom, left, right, front, back = self.pad
-        sy, sx, st = self.stride
-        oh, ow, ot = window_output(h, top, bottom, kh, sy), window_output(w, left, right, kw, sx), window_output(t, front, back, kt, st)
-        if min(oh, ow, ot) <= 0:
-            raise self.shape_error(input_shapes, f"the {kh}x{kw}x{kt} 3D pool (pad {list(self.pad)}) does not fit "
-                                                 f"{t} frames of {h}x{w}")
+        oh, ow, ot = self.window_sizes(input_shapes, (h, w, t), (kh, kw, kt), f"the {kh}x{kw}x{kt} 3D pool")
         return [(ctx.num_videos * ot, c, oh, ow)]
 
     def forward(self, inputs, params, ctx: ForwardContext):
