@@ -45,3 +45,11 @@ def to_matconvnet_layout(tensor) -> np.ndarray:
     while t.dim() < 4:
         t = t.unsqueeze(0)
     return np.asfortranarray(t.permute(2, 3, 1, 0).numpy())
+
+
+def mcn_size(shape) -> str:
+    """N x C x H x W -> MatConvNet's ``HxWxCxN`` text (other ranks: joined as given)."""
+    if len(shape) != 4:
+        return "x".join(str(s) for s in shape)
+    n, c, h, w = shape
+    return f"{h}x{w}x{c}x{n}"

@@ -13,6 +13,7 @@ import torch
 
 from matconv_port.errors import MatConvPortError, ShapeError
 from matconv_port.layers.base import ForwardContext
+from matconv_port.layout import mcn_size
 
 #: tried in turn when the file states no input size (fully-connected heads need one)
 CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
@@ -128,14 +129,6 @@ def _meta_output_shapes(model, li: int, in_shapes: list[tuple], ctx: ForwardCont
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
     return [tuple(t.shape) for t in outs]
-
-
-def mcn_size(shape: Sequence[int]) -> str:
-    """N x C x H x W -> MatConvNet's ``HxWxCxN`` text."""
-    if len(shape) != 4:
-        return "x".join(str(s) for s in shape)
-    n, c, h, w = shape
-    return f"{h}x{w}x{c}x{n}"
 
 
 def check_shapes(model, size: Sequence[int] | None = None) -> dict[str, tuple]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from matconv_port.errors import ShapeError
+from matconv_port.layout import mcn_size
 from matconv_port.netspec import LayerSpec, as_float_list
 
 #: a tensor shape, ``N x C x H x W`` for activations
@@ -110,8 +111,7 @@ class MatConvNetLayer(nn.Module):
 
     def shape_error(self, input_shapes: list[Shape], detail: str) -> ShapeError:
         """The shape check's error for inputs of ``input_shapes`` (sizes in HxWxCxN)."""
-        sizes = ", ".join("x".join(str(s) for s in (sh[2], sh[3], sh[1], sh[0])) if len(sh) == 4 else str(sh)
-                          for sh in input_shapes)
+        sizes = ", ".join(mcn_size(sh) for sh in input_shapes)
         return ShapeError(f"layer {self.layer_name!r} ({self.mcn_type}) cannot take input {sizes} (HxWxCxN): {detail}")
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from matconv_port.errors import ShapeError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
+from matconv_port.layout import mcn_size
 
 #: MATLAB dimension (1-based, H x W x C x N) -> torch dimension (N x C x H x W)
 MATLAB_DIM_TO_TORCH = {1: 2, 2: 3, 3: 1, 4: 0}
@@ -38,7 +39,7 @@ class Concat(MatConvNetLayer):
         d = self.dim
         for s in padded[1:]:
             if any(a != b for i, (a, b) in enumerate(zip(s, padded[0])) if i != d):
-                sizes = ", ".join("x".join(str(v) for v in (x[2], x[3], x[1], x[0])) for x in input_shapes)
+                sizes = ", ".join(mcn_size(x) for x in input_shapes)
                 raise ShapeError(f"layer {self.layer_name!r} (dagnn.Concat) cannot concatenate inputs of sizes "
                                  f"{sizes} (HxWxCxN)")
         out = list(padded[0])
