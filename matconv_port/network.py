@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -108,17 +108,12 @@ class MatConvNetModel(nn.Module):
                 if defer_params:
                     if np.asarray(value).dtype.kind not in "biuf":
                         raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is not a numeric array")
-                    # allocated, never touched: no memory is used until fill_deferred_params
+                    # allocated, never touched: no memory is used until the values are written
                     tensor = torch.empty(param_torch_shape(self.param_layouts[pname], shape), dtype=dtype)
                     self._deferred[pname] = value
-                    del value
-                    self.param_shapes[pname] = shape
-                    self.params[key] = nn.Parameter(tensor, requires_grad=True)
-                    self.param_lr[pname] = float(pspec.learning_rate)
-                    self.param_wd[pname] = float(pspec.weight_decay)
-                    continue
-                # released values are not used again: their memory becomes the tensor's
-                tensor = param_to_torch(self.param_layouts[pname], value, inplace=release_spec_values)
+                else:
+                    # released values are not used again: their memory becomes the tensor's
+                    tensor = param_to_torch(self.param_layouts[pname], value, inplace=release_spec_values)
                 del value
                 if release_spec_values:
                     pspec.value = None
@@ -226,20 +221,13 @@ class MatConvNetModel(nn.Module):
         """Give back what :meth:`take_deferred_params` handed over (not written)."""
         self._deferred.update({p: v for p, (_, v) in sources.items()})
 
-    def fill_deferred_params(self, targets: dict[str, torch.Tensor] | None = None,
-                             on_param: Callable[[str, torch.Tensor], None] | None = None) -> None:
-        """Write every deferred param's torch layout, read from its MatConvNet-layout
-        value in one pass, into ``targets[name]`` (CPU tensors of the param's shape and
-        dtype, e.g. the tensors of a file mapped for writing) or, by default, into the
-        param's own tensor; ``on_param(name, tensor)`` is called after each. The values
-        are released as they are written."""
+    def fill_deferred_params(self) -> None:
+        """Write every deferred param's torch layout into the param's own tensor, read
+        from its MatConvNet-layout value in one pass; the values are released."""
         for pname in list(self._deferred):
-            dst = targets[pname] if targets is not None else self.params[self.param_keys[pname]].data
+            dst = self.params[self.param_keys[pname]].data
             param_into(self.param_layouts[pname], self._deferred.pop(pname), dst.numpy())
-            if on_param is not None:
-                on_param(pname, dst)
-        if targets is None:
-            self._params_unwritten = False
+        self._params_unwritten = False
 
     def named_matconvnet_params(self) -> Iterable[tuple[str, nn.Parameter]]:
         for name, key in self.param_keys.items():
