@@ -40,7 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from matconv_port.errors import DataError
 from matconv_port.eval.plan import Clip, VideoPlan
-from matconv_port.eval.slot_pool import SlotPool, SlotRef, slot_views
+from matconv_port.eval.slot_pool import SlotPool, SlotRef, shared_empty, slot_views
 
 __all__ = [
     "Normalization",
@@ -319,17 +319,17 @@ def _rebuild_chunk_result(meta: tuple, rgb: torch.Tensor | None, flow: torch.Ten
     return ChunkResult(video_index, clip_indices, rgb, flow, error, cropped, base_index, flips, ref[1], pool)
 
 
+def _base_key(clip: Clip) -> tuple:
+    """What makes a clip's unflipped view: clips equal in it share decoded data."""
+    return (clip.frames, clip.flow, clip.crop)
+
+
 def _shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """A tensor allocated directly in shared memory when running in a DataLoader
     worker (no copy when it is sent to the main process)."""
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
-    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
-    try:
-        storage = torch.UntypedStorage._new_shared(nbytes)
-        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
-    except Exception:  # pragma: no cover - private API missing
-        return torch.empty(shape, dtype=dtype).share_memory_()
+    return shared_empty(shape, dtype)
 
 
 class VideoChunkDataset(Dataset):
@@ -365,7 +365,7 @@ class VideoChunkDataset(Dataset):
         channels = (3 if self.norm.rgb_mean is not None else 0) + self.norm.flow_channels
         for chunk in self.chunks:
             plan = self.plans[chunk.video_index]
-            bases = {(plan.clips[c].frames, plan.clips[c].flow, plan.clips[c].crop) for c in chunk.clip_indices}
+            bases = {_base_key(plan.clips[c]) for c in chunk.clip_indices}
             total = 0
             for frames, _, crop in bases:
                 if crop is None:
@@ -430,7 +430,7 @@ class VideoChunkDataset(Dataset):
         keys: list[tuple] = []
         base_index = []
         for clip in clips:
-            key = (clip.frames, clip.flow, clip.crop)
+            key = _base_key(clip)
             if key not in keys:
                 keys.append(key)
             base_index.append(keys.index(key))

@@ -24,19 +24,21 @@ import weakref
 import numpy as np
 import torch
 
-__all__ = ["SlotPool", "SlotRef", "slot_views"]
+__all__ = ["SlotPool", "SlotRef", "slot_views", "shared_empty"]
 
 _POOLS: "weakref.WeakValueDictionary[str, SlotPool]" = weakref.WeakValueDictionary()
 _ids = itertools.count()
 
 
-def _shared_bytes(nbytes: int) -> torch.Tensor:
-    """A uint8 tensor of ``nbytes`` in shared memory, pages not touched yet."""
+def shared_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor allocated directly in shared memory (pages not touched yet; no copy
+    when it is sent to another process)."""
+    nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
     try:
         storage = torch.UntypedStorage._new_shared(max(1, nbytes))
-        return torch.empty(0, dtype=torch.uint8).set_(storage, 0, (max(1, nbytes),))
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
     except Exception:  # pragma: no cover - private API missing
-        return torch.empty(max(1, nbytes), dtype=torch.uint8).share_memory_()
+        return torch.empty(shape, dtype=dtype).share_memory_()
 
 
 class SlotRef(tuple):
@@ -60,7 +62,7 @@ class SlotPool:
         self.slots_per_worker = int(slots_per_worker)
         self.slot_bytes = int(slot_bytes)
         self.pool_id = f"{os.getpid()}-{next(_ids)}"
-        self.data = _shared_bytes(self.num_workers * self.slots_per_worker * self.slot_bytes)
+        self.data = shared_empty((max(1, self.num_workers * self.slots_per_worker * self.slot_bytes),), torch.uint8)
         self.busy = torch.zeros(self.num_workers * self.slots_per_worker, dtype=torch.int32).share_memory_()
         _POOLS[self.pool_id] = self
 
