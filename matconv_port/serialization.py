@@ -98,23 +98,19 @@ def save_converted(model, path: str) -> None:
     straight into the file from their MatConvNet sources
     (:mod:`matconv_port.stream_save`); it is consumed: its own param tensors stay
     unwritten (load the file to use the network)."""
-    if not model.deferred_params:
-        atomic_torch_save(model_payload(model), path)
-        return
-    from matconv_port import stream_save
+    if model.deferred_params:
+        from matconv_port import stream_save
 
-    if not stream_save.supported():
+        if stream_save.supported():
+            sources = model.take_deferred_params()
+            try:
+                with atomic_path(path, ".pt") as tmp:
+                    stream_save.save_with_deferred_params(model_payload(model), tmp, sources)
+                return
+            except stream_save.LayoutUnknown:  # nothing written yet: fill in memory instead
+                model.return_deferred_params(sources)
         model.fill_deferred_params()
-        atomic_torch_save(model_payload(model), path)
-        return
-    sources = model.take_deferred_params()
-    try:
-        with atomic_path(path, ".pt") as tmp:
-            stream_save.save_with_deferred_params(model_payload(model), tmp, sources)
-    except stream_save.LayoutUnknown:  # nothing written yet: fill in memory instead
-        model.return_deferred_params(sources)
-        model.fill_deferred_params()
-        atomic_torch_save(model_payload(model), path)
+    atomic_torch_save(model_payload(model), path)
 
 
 def is_converted_file(path: str) -> bool:
