@@ -35,7 +35,7 @@ def _check_file(path: str) -> None:
 
 
 def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
-               lrn_mode: str = "exact", outputs: list[str] | None = None, warn=None):
+               lrn_mode: str = "exact", outputs: list[str] | None = None, warn=None, precision: str = "exact"):
     """Load a MatConvNet ``.mat`` model (SimpleNN or DagNN; MAT v5/v7/v7.3; a bare net,
     a ``-struct`` save, a struct holding ``net`` or a ``net-epoch-N.mat`` checkpoint) or a
     file written by ``matconv-port convert``; returns a
@@ -43,11 +43,17 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
 
     ``lrn_mode``: ``"exact"`` (MatConvNet's GPU LRN, true pow; default) or ``"fast"``
     (emulates MatConvNet's CPU pow approximation). ``outputs``: keep only the layers
-    these vars need.
+    these vars need. ``precision``: ``"exact"`` (IEEE fp32, TF32 off: MatConvNet parity;
+    default), ``"tf32"`` or ``"bf16"`` (autocast), see :mod:`matconv_port.precision`;
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
     """
+    from matconv_port.devices import resolve_device
     from matconv_port.network import MatConvNetModel
+    from matconv_port.precision import resolve_precision
     from matconv_port.serialization import is_converted_file, read_converted
 
+    device = resolve_device(device, option="device")
+    precision = resolve_precision(precision).name
     _check_file(path)
     if is_converted_file(path):
         spec, tparams, shapes = read_converted(path)
@@ -56,12 +62,14 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
 
             spec = prune_to_outputs(spec, outputs)
             tparams = {k: v for k, v in tparams.items() if k in spec.params}
-        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, torch_params=tparams, param_shapes=shapes, warn=warn)
+        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, torch_params=tparams, param_shapes=shapes, warn=warn,
+                                precision=precision)
     else:
         from matconv_port.converters import load_netspec
 
         spec = load_netspec(path, outputs=outputs)
-        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, release_spec_values=True, warn=warn)
+        model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, release_spec_values=True, warn=warn,
+                                precision=precision)
     return model.to(device).eval()
 
 

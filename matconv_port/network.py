@@ -23,6 +23,7 @@ from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
 from matconv_port.layers.registry import layer_class, param_into, param_to_matconvnet, param_to_torch, param_torch_shape
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec, unique_name
+from matconv_port.precision import precision_scope, resolve_precision
 
 LRN_MODES = ("exact", "fast")
 
@@ -58,11 +59,14 @@ class MatConvNetModel(nn.Module):
     def __init__(self, spec: NetSpec, *, dtype: torch.dtype = torch.float32, lrn_mode: str = "exact",
                  torch_params: dict[str, torch.Tensor] | None = None,
                  param_shapes: dict[str, tuple] | None = None,
-                 release_spec_values: bool = False, defer_params: bool = False, warn=None):
+                 release_spec_values: bool = False, defer_params: bool = False, warn=None,
+                 precision: str = "exact"):
         super().__init__()
         if lrn_mode not in LRN_MODES:
             raise ValueError(f"lrn_mode must be one of {LRN_MODES}")
         self.lrn_mode = lrn_mode
+        #: the numerics policy every forward runs under (:mod:`matconv_port.precision`)
+        self.precision = resolve_precision(precision).name
         self.source = spec.source
         self.source_format = spec.source_format
         self.meta: dict[str, Any] = spec.meta
@@ -261,6 +265,10 @@ class MatConvNetModel(nn.Module):
         if self._params_unwritten:
             raise MatConvPortError("this network's params were written to a converted file only "
                                    "(defer_params); load that file to run it")
+        with precision_scope(self.precision, self.device.type):
+            return self._forward_vars(inputs, num_videos, outputs, training)
+
+    def _forward_vars(self, inputs, num_videos, outputs, training):
         ctx, values = self._prepare(inputs, num_videos, training)
         if not outputs:
             for li in self.execution_order:
