@@ -116,10 +116,10 @@ def param_table(num_classes: int = 101, frames: int = 5) -> list[tuple[str, dict
     (RGB 3 channels, flow 20), shapes only (no weights materialised except the fusion
     filters). The first row is late fusion: the two stream nets themselves."""
     from matconv_port.fusion.build import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
 
-    a = vgg16_stream_netspec(3, num_classes, values="shape")
-    b = vgg16_stream_netspec(20, num_classes, values="shape")
+    a = vgg16(num_classes, "rgb", init="shape", layout="paper")
+    b = vgg16(num_classes, "flow", init="shape", layout="paper")
     rows = []
     for label, kw in PARAM_VARIANTS:
         if not kw and label.startswith("late"):
