@@ -399,15 +399,12 @@ def build_fused_netspec(spec_a: NetSpec, spec_b: NetSpec, options: FusionOptions
     norm = net.meta.setdefault("normalization", {})
     norm["rgbVariance"] = []
     if opts.dropout_rate is not None:
-        for layer in net.layers:
-            if layer.type == "dagnn.DropOut":
-                layer.block["rate"] = float(opts.dropout_rate)
+        S.set_dropout(net, opts.dropout_rate)
 
     net.layers = [l for l in net.layers if "err" not in l.name]
     S.rebuild(net)
-    for layer in list(net.layers):
-        if layer.type == "dagnn.Loss" and "err" not in str(layer.block.get("loss", "softmaxlog")):
-            S.add_layer(net, f"err1_{layer.name[-8:]}", "dagnn.Loss", {"loss": "classerror", "opts": []},
+    for layer in S.objective_losses(net.layers):
+        S.add_layer(net, f"err1_{layer.name[-8:]}", "dagnn.Loss", {"loss": "classerror", "opts": []},
                         list(layer.inputs), ["error"])
 
     net.meta["curNumFrames"] = _frames_after_eval(net, int(opts.frames))

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from matconv_port.fusion.surgery import objective_losses
 from matconv_port.netspec import LayerSpec, NetSpec
 
 SPATIAL, TEMPORAL = "_spatial", "_temporal"
@@ -81,7 +82,7 @@ def describe_fusion(model_or_spec: Any) -> list[str]:
                 ps = l.block.get("poolSize")
                 extra = f", pool {'x'.join(str(int(x)) for x in np.ravel(ps))}" if ps is not None else ""
             lines.append(f"  {l.name} ({l.type}){extra}: {', '.join(l.inputs)} -> {', '.join(l.outputs)}")
-    heads = [l for l in layers if l.type == "dagnn.Loss" and "err" not in str(l.block.get("loss", ""))]
+    heads = objective_losses(layers)
     preds = []
     for h in heads:
         if h.inputs and h.inputs[0] not in preds:

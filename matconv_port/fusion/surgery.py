@@ -200,6 +200,27 @@ def keep_layers(spec: NetSpec, count: int) -> NetSpec:
     return rebuild(spec)
 
 
+def set_dropout(spec: NetSpec, rate: float) -> NetSpec:
+    """Every DropOut layer's rate (``net.layers(i).block.rate = rate``, as the fusion
+    and single-stream scripts set ``dropOutRatio``)."""
+    for layer in spec.layers:
+        if layer.type == "dagnn.DropOut":
+            layer.block["rate"] = float(rate)
+    return spec
+
+
+# ---------------------------------------------------------------------------- losses
+def is_error_layer(layer: LayerSpec) -> bool:
+    """An error counter (``top1error``, ``err1_*``; a ``classerror`` / ``topkerror``
+    Loss): its name or its loss contains ``err``, as the scripts' ``strfind(name, 'err')``."""
+    return "err" in layer.name or (layer.type == "dagnn.Loss" and "err" in str(layer.block.get("loss", "")))
+
+
+def objective_losses(layers: Iterable[LayerSpec]) -> list[LayerSpec]:
+    """The Loss layers that are objectives (what ``derOutputs`` lists), not error counters."""
+    return [l for l in layers if l.type == "dagnn.Loss" and not is_error_layer(l)]
+
+
 # ---------------------------------------------------------------------------- learning rates
 def matlab_squeeze(value: Any) -> Any:
     """MATLAB ``squeeze``: drop singleton dims of an N-D (N > 2) array, keeping >= 2 dims

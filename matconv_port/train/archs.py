@@ -19,7 +19,7 @@ import numpy as np
 
 from matconv_port.errors import ModelFormatError
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec
-from matconv_port.fusion.surgery import set_lr_wd  # dagnn.DagNN.setLrWd, one implementation
+from matconv_port.fusion import surgery as S
 
 LR_WD_FILTERS = (1.0, 1.0)
 LR_WD_BIASES = (2.0, 0.0)
@@ -221,43 +221,11 @@ def demo(num_classes: int, stream: str = "rgb", classes: list[str] | None = None
 ARCHS = {"demo": demo, "vgg16": vgg16}
 
 
-# ----------------------------------------------------------------------------- surgery helpers
-def set_dropout(spec: NetSpec, rate: float) -> None:
-    """Set every DropOut layer's rate (``block.rate``)."""
-    for layer in spec.layers:
-        if layer.type == "dagnn.DropOut":
-            layer.block["rate"] = float(rate)
-
-
 def remove_layers(spec: NetSpec, names: set[str]) -> None:
-    """Remove layers, reconnecting readers of a removed single-input layer to its input
-    (as ``removeLayer`` does for element-wise layers)."""
+    """``removeLayer`` each named layer (in layer order); readers of a removed
+    single-input, single-output layer read its input instead."""
     for layer in [l for l in spec.layers if l.name in names]:
-        if len(layer.inputs) == 1 and len(layer.outputs) == 1:
-            src, dst = layer.inputs[0], layer.outputs[0]
-            for other in spec.layers:
-                other.inputs = [src if v == dst else v for v in other.inputs]
-        spec.layers.remove(layer)
-    spec.rebuild_vars()
-
-
-def _insert_after(spec: NetSpec, after: LayerSpec, new: LayerSpec) -> None:
-    """Insert ``new`` reading ``after``'s output; readers of that output now read ``new``'s."""
-    old = after.outputs[0]
-    for other in spec.layers:
-        if other is not after:
-            other.inputs = [new.outputs[0] if v == old else v for v in other.inputs]
-    new.inputs = [old]
-    spec.layers.insert(spec.layers.index(after) + 1, new)
-
-
-def _is_error_layer(layer: LayerSpec) -> bool:
-    return "err" in layer.name or (layer.type == "dagnn.Loss" and "err" in str(layer.block.get("loss", "")))
-
-
-def loss_layers(spec: NetSpec) -> list[LayerSpec]:
-    """Loss layers that are objectives (not error counters): what ``derOutputs`` lists."""
-    return [l for l in spec.layers if l.type == "dagnn.Loss" and not _is_error_layer(l)]
+        S.remove_layer(spec, layer.name, chain_inputs=len(layer.inputs) == 1 and len(layer.outputs) == 1)
 
 
 def init_from_imagenet(spec: NetSpec, stream: str, num_classes: int, classes: list[str] | None = None,
@@ -319,13 +287,13 @@ def init_from_imagenet(spec: NetSpec, stream: str, num_classes: int, classes: li
     names = list(classes or [f"class{i + 1}" for i in range(num_classes)])
     spec.meta["classes"] = {"name": names, "description": names}
     # ---- softmax / error layers out
-    remove_layers(spec, {l.name for l in spec.layers if l.type == "dagnn.SoftMax" or _is_error_layer(l)})
+    remove_layers(spec, {l.name for l in spec.layers if l.type == "dagnn.SoftMax" or S.is_error_layer(l)})
     classifier = next(l for l in reversed(spec.layers) if any(p in replaced for p in l.params))
     # ---- dropout
     drops = [l for l in spec.layers if l.type == "dagnn.DropOut"]
     if drops:
         if dropout > 0:
-            set_dropout(spec, dropout)
+            S.set_dropout(spec, dropout)
         else:
             remove_layers(spec, {l.name for l in drops})
     elif dropout > 0:
@@ -335,28 +303,22 @@ def init_from_imagenet(spec: NetSpec, stream: str, num_classes: int, classes: li
             targets = relus
         else:
             targets = [l for l in spec.layers if l.type == "dagnn.Pooling"][-1:]
-        for t in targets:
-            _insert_after(spec, t, LayerSpec(f"drop_{t.name}", "dagnn.DropOut", [], [f"drop_{t.name}"], [],
-                                             {"rate": float(dropout)}))
+        for t in targets:  # readers of t's output read the new DropOut's
+            name = f"drop_{t.name}"
+            for other in spec.layers:
+                other.inputs = [name if v == t.outputs[0] else v for v in other.inputs]
+            S.add_layer_at(spec, spec.layers.index(t), name, "dagnn.DropOut", {"rate": float(dropout)},
+                           [t.outputs[0]], [name])
     # ---- losses
     pred = classifier.outputs[0]
-    if not loss_layers(spec):
+    if not S.objective_losses(spec.layers):
         spec.layers.append(LayerSpec(f"loss_{classifier.name}", "dagnn.Loss", [pred, "label"],
                                      [f"objective_{classifier.name}"], [], {"loss": "softmaxlog"}))
-    pred = loss_layers(spec)[-1].inputs[0]
+    pred = S.objective_losses(spec.layers)[-1].inputs[0]
     _add_error_layers(spec.layers, pred)
-    set_lr_wd(spec)
+    S.set_lr_wd(spec)
     spec.rebuild_vars()
     first_var = spec.input_vars()[0] if spec.input_vars() else None
     if first_var and first_var != "input":
-        _rename_var(spec, first_var, "input")
+        S.rename_var(spec, first_var, "input")
     return spec
-
-
-def _rename_var(spec: NetSpec, old: str, new: str) -> None:
-    for layer in spec.layers:
-        layer.inputs = [new if v == old else v for v in layer.inputs]
-        layer.outputs = [new if v == old else v for v in layer.outputs]
-    for v in spec.vars:
-        if v.name == old:
-            v.name = new
