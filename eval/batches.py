@@ -28,7 +28,6 @@ mirror; all crops of a frame), which :class:`VideoChunkDataset` assembles in
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from matconv_port.data.frames import decode_jpeg, flow_path, read_jpeg, rgb_path  # noqa: F401  (re-exported)
+from matconv_port.data.frames import FrameReader, decode_jpeg, flow_path, read_jpeg, rgb_path  # noqa: F401  (re-exported)
 from matconv_port.errors import DataError
 from matconv_port.eval.plan import Clip, VideoPlan
 from matconv_port.eval.slot_pool import SlotPool, SlotRef, shared_empty, slot_views
@@ -57,9 +56,6 @@ __all__ = [
     "ChunkResult",
     "collate_single",
 ]
-
-Reader = Callable[[str, bool], np.ndarray]
-
 
 @dataclass(frozen=True)
 class Normalization:
@@ -317,8 +313,8 @@ class VideoChunkDataset(Dataset):
     """Chunks of clips of many videos, each item decoded and assembled in a worker.
 
     ``plans[i]`` is the plan of video ``i``; ``chunks`` the work items in order;
-    ``root`` the data root; ``reader(path, grey)`` decodes an image to RGB / grey
-    uint8 (default: OpenCV, BGR reordered without a copy). Errors (missing or
+    ``root`` the data root, read by a :class:`~matconv_port.data.frames.FrameReader`
+    keeping ``cache_size`` decoded images. Errors (missing or
     unreadable frames) come back in :attr:`ChunkResult.error` instead of raising, so
     a run can skip a video. Outputs are uint8 (4x less to move between processes than
     float32); mean subtraction happens on the model's device
@@ -326,14 +322,12 @@ class VideoChunkDataset(Dataset):
     """
 
     def __init__(self, root: str, plans: Sequence[VideoPlan], chunks: Sequence[Chunk], norm: Normalization,
-                 reader: Reader | None = None, cache_size: int = 64):
+                 cache_size: int = 64):
         self.root = root
         self.plans = list(plans)
         self.chunks = list(chunks)
         self.norm = norm
-        self.reader = reader
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.frames = FrameReader(root, cache_size)
         self.pool: SlotPool | None = None
 
     def __len__(self) -> int:
@@ -385,28 +379,12 @@ class VideoChunkDataset(Dataset):
             self.pool = SlotPool(num_workers, slots_per_worker, nbytes)
         return self.pool
 
-    def _read(self, path: str, grey: bool) -> np.ndarray:
-        img = self._cache.get(path)
-        if img is None:
-            if self.reader is not None:
-                img = self.reader(path, grey)
-            else:
-                img = decode_jpeg(path, grey)
-            self._cache[path] = img
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(path)
-        if not grey and self.reader is None:
-            return img[:, :, ::-1]  # BGR -> RGB as a view
-        return img
-
     def __getitem__(self, i: int) -> ChunkResult:
         chunk = self.chunks[i]
         plan = self.plans[chunk.video_index]
         video = plan.video
-        get_rgb = (lambda f: self._read(rgb_path(self.root, video, f), False)) if self.norm.rgb_mean is not None else None
-        get_flow = (lambda a, k: self._read(flow_path(self.root, a, video, k), True)) if self.norm.flow_mean is not None else None
+        get_rgb = (lambda f: self.frames.rgb(video, f)) if self.norm.rgb_mean is not None else None
+        get_flow = (lambda a, k: self.frames.flow(a, video, k)) if self.norm.flow_mean is not None else None
         clips = [plan.clips[c] for c in chunk.clip_indices]
         keys: list[tuple] = []
         base_index = []
