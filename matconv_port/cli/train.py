@@ -71,9 +71,11 @@ def common_options(fn):
 
 
 def _options(kind: str, recipe_name: str, kw: dict):
+    from matconv_port.devices import resolve_device
     from matconv_port.train.loop import TrainOptions
     from matconv_port.train.recipes import recipe
 
+    resolve_device(kw["device"])  # a device this machine lacks: one line, before anything is read or written
     base = recipe(kind, recipe_name)
     over = {
         "learning_rate": _floats(kw.get("lr"), "--lr"), "num_epochs": kw.get("epochs"),

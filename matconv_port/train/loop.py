@@ -40,6 +40,7 @@ from matconv_port.errors import MatConvPortError
 from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size
 from matconv_port.train.distributed import (
     DistInfo,
+    all_reduce_stats,
     all_reduce_sum,
     barrier,
     init_distributed,
@@ -461,9 +462,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         if info.active:  # statistics of all processes (accumulateStats)
-            vec = running.vector(stat_keys)
-            all_reduce_sum([vec], info)
-            running.load_vector(stat_keys, vec)
+            running.load_vector(stat_keys, all_reduce_stats(running.vector(stat_keys), info))
         out = {"epoch": epoch, "lr": lr, "num": num, "time": time.time() - start}
         out.update(running.averages())
         return out
@@ -574,9 +573,7 @@ class Trainer:
                 running.add("top5err", e5, batch.num_videos)
         keys = sorted(set(self._stat_keys()) | ({"top1err", "top5err"} if len(self.objectives) > 1 else set()))
         if info.active:
-            vec = running.vector(keys)
-            all_reduce_sum([vec], info)
-            running.load_vector(keys, vec)
+            running.load_vector(keys, all_reduce_stats(running.vector(keys), info))
         out = {"epoch": epoch, "num": len(self.val_videos), "time": time.time() - start}
         out.update(running.averages())
         self.log(format_iteration("val", epoch, 1, 1, opts.lr_for_epoch(epoch), len(self.val_videos) / max(out["time"], 1e-9),
