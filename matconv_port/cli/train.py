@@ -59,8 +59,12 @@ def common_options(fn):
         click.option("--val/--no-val", "validate", default=True, show_default=True, help="Validate each epoch (fast protocol)."),
         click.option("--final-eval/--no-final-eval", default=True, show_default=True, help="The paper's protocol on the test split at the end."),
         click.option("--save-matconvnet", is_flag=True, help="Also write each checkpoint as a DagNN .mat."),
-        click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast); off by default for parity."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto."),
+        click.option("--precision", "precision", default=None, type=click.Choice(["exact", "tf32", "bf16"]),
+                     help="Numerics: exact (IEEE fp32, TF32 off; default), tf32 (TF32 convolutions/matmuls), "
+                          "bf16 (bfloat16 autocast, fastest)."),
+        click.option("--amp", is_flag=True, help="Same as --precision bf16 (kept for old scripts)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="cpu, cuda, cuda:N or auto (under torchrun: GPU LOCAL_RANK)."),
         click.option("--threads", type=int, default=2, show_default=True, help="Frame decoding threads."),
         click.option("--cache-frames", type=int, default=None, help="Decoded frames kept in memory (0: none)."),
         click.option("--progress/--no-progress", default=True, show_default=True),
@@ -72,6 +76,7 @@ def common_options(fn):
 
 def _options(kind: str, recipe_name: str, kw: dict):
     from matconv_port.devices import resolve_device
+    from matconv_port.precision import resolve_precision
     from matconv_port.train.loop import TrainOptions
     from matconv_port.train.recipes import recipe
 
@@ -92,7 +97,8 @@ def _options(kind: str, recipe_name: str, kw: dict):
         base["backprop_depth"] = None if bd.lower() in ("", "none") else bd
     opts = TrainOptions(kind=kind, data_root=kw["data_root"], out=kw["out"], split=kw["split"], dataset=kw["dataset"],
                         splits_dir=kw.get("splits_dir"), seed=kw["seed"], resume=kw["resume"], validate=kw["validate"],
-                        final_eval=kw["final_eval"], save_matconvnet=kw["save_matconvnet"], amp=kw["amp"],
+                        final_eval=kw["final_eval"], save_matconvnet=kw["save_matconvnet"],
+                        precision=resolve_precision(kw.get("precision"), amp=kw["amp"]).name,
                         device=kw["device"], threads=kw["threads"], progress=kw["progress"], **base)
     if not opts.learning_rate or any(v < 0 for v in opts.learning_rate):
         raise MatConvPortError("--lr: give at least one non-negative learning rate")

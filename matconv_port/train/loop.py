@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from matconv_port.errors import MatConvPortError
+from matconv_port.precision import precision_scope
 from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size
 from matconv_port.train.distributed import (
     DistInfo,
@@ -88,11 +89,20 @@ class TrainOptions:
     val_frames: int = 3
     final_eval: bool = True
     save_matconvnet: bool = False
+    #: numerics policy of every training/validation forward and backward
+    #: (:mod:`matconv_port.precision`: exact | tf32 | bf16); None: exact, or bf16 with ``amp``
+    precision: str | None = None
+    #: the old spelling of ``precision="bf16"`` (``--amp``)
     amp: bool = False
     device: str = "cpu"
     cache_frames: int = 0
     threads: int = 2
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        from matconv_port.precision import resolve_precision
+
+        self.precision = resolve_precision(self.precision, amp=self.amp).name
 
     def depth_for_epoch(self, epoch: int) -> str | None:
         if self.backprop_depth_epochs is not None and epoch > self.backprop_depth_epochs:
@@ -253,12 +263,23 @@ def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: b
 
 
 def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, frozen_upto: int,
-                     objectives: list[int], amp: bool = False):
+                     objectives: list[int], amp: bool = False, precision: str | None = None):
     """One MatConvNet ``net.eval(inputs, derOutputs)`` in training mode: forward, then
     back-propagate the sum of the objective losses (each with weight 1), ADDING to the
     params' ``.grad`` (gradient accumulation over sub-batches). Returns (vars, context,
-    ``{loss layer index: loss value}``)."""
-    values, ctx = run_net(model, inputs, num_videos, True, frozen_upto, amp)
+    ``{loss layer index: loss value}``).
+
+    ``precision`` (:mod:`matconv_port.precision`; ``amp`` = ``bf16``): the forward runs
+    under its :func:`~matconv_port.precision.precision_scope` (autocast for bf16), the
+    backward under the same TF32 policy without autocast (autograd replays the
+    forward's dtypes), as PyTorch's AMP recipe does."""
+    from matconv_port.precision import resolve_precision
+
+    p = resolve_precision(precision, amp=amp)
+    device_type = model.device.type
+    with precision_scope(p, device_type):
+        # run_net's own autocast(enabled=amp) would switch an outer autocast off: tell it
+        values, ctx = run_net(model, inputs, num_videos, True, frozen_upto, amp=p.autocast_dtype is not None)
     total = None
     heads: dict[int, float] = {}
     for li in objectives:
@@ -269,7 +290,8 @@ def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, fr
         heads[li] = float(obj.detach())
         total = obj if total is None else total + obj
     if total is not None and total.requires_grad:
-        total.backward()
+        with precision_scope("tf32" if p.tf32 else "exact", device_type):
+            total.backward()
     return values, ctx, heads
 
 
@@ -384,7 +406,8 @@ class Trainer:
             state = load_checkpoint_into(checkpoint_path(opts.out, start), self.model, self.optimizer)
             self.stats = state.get("stats") or self.stats
             saved = state.get("options") or {}
-            ignore = {"resume", "progress", "device", "threads", "num_epochs", "final_eval", "cache_frames"}
+            ignore = {"resume", "progress", "device", "threads", "num_epochs", "final_eval", "cache_frames",
+                      "precision", "amp"}
             changed = [k for k, v in opts.as_dict().items() if k not in ignore and k in saved and saved[k] != v]
             if changed:
                 self.log(f"warning: resuming with options that differ from the checkpoint's: {', '.join(changed)}")
@@ -483,7 +506,8 @@ class Trainer:
         batch = self.asm.assemble(plans)
         inputs = {k: v.to(self.info.device) for k, v in batch.inputs.items()}
         torch.manual_seed(_torch_seed(opts.seed, epoch, 2, bi, s))
-        values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives, opts.amp)
+        values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives,
+                                              precision=opts.precision)
         for li in self.objectives:
             if li not in heads:
                 continue
@@ -554,7 +578,9 @@ class Trainer:
             vids = mine[i:i + chunk]
             batch = self.asm.assemble(self._val_plans(vids))
             inputs = {k: v.to(info.device) for k, v in batch.inputs.items()}
-            values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order), opts.amp)
+            with precision_scope(opts.precision, info.device.type):
+                values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order),
+                                    amp=opts.precision == "bf16")
             fused = None
             for li in self.objectives:
                 out = model.layer_specs[li].outputs[0]
