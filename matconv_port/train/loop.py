@@ -23,6 +23,7 @@ the same parameters as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -55,6 +56,22 @@ from matconv_port.train.optim import (
 from matconv_port.train.sampling import TEMPORAL_STRIDES, ClipPlan, plan_sub_batch
 
 CHECKPOINT_KEY = "train"
+
+class TrainOutOfMemory(MatConvPortError):
+    """The device ran out of memory during training: names the options that lower it."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` is (or was raised from) a CUDA/device out-of-memory error; a
+    layer's failure is re-raised as a ShapeError whose cause is the OOM."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, oom):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 @dataclass
@@ -412,10 +429,12 @@ class Trainer:
             if changed:
                 self.log(f"warning: resuming with options that differ from the checkpoint's: {', '.join(changed)}")
         for epoch in range(start + 1, opts.epochs + 1):
-            tr = self.train_epoch(epoch)
+            with self._oom_guard("training", epoch):
+                tr = self.train_epoch(epoch)
             self.stats["train"].append(tr)
             if opts.validate and self.val_videos:
-                self.stats["val"].append(self.validate_epoch(epoch))
+                with self._oom_guard("validating", epoch):
+                    self.stats["val"].append(self.validate_epoch(epoch))
             if self.info.is_main:
                 if opts.save_matconvnet:  # before the .pt: a checkpoint implies its .mat
                     self._save_matconvnet(os.path.join(opts.out, f"net-epoch-{epoch}.mat"))
@@ -439,6 +458,24 @@ class Trainer:
         self.asm.close()
         barrier(self.info)
         return self.stats
+
+    @contextlib.contextmanager
+    def _oom_guard(self, phase: str, epoch: int):
+        """Device out of memory -> one line naming the options that lower the memory
+        per step (the checkpoints written so far stay; a rerun resumes after them)."""
+        try:
+            yield
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            o, w = self.opts, self.info.world_size
+            per_step = -(-o.batch_size // (o.num_sub_batches * w))
+            hint = (f"raise --sub-batches (now {o.num_sub_batches}: about {per_step} video(s) per forward "
+                    f"and process) or lower --batch-size (now {o.batch_size})")
+            if phase == "validating":
+                hint += "; validation runs 8 videos at a time (--no-val skips it)"
+            raise TrainOutOfMemory(f"{self.info.device}: out of memory while {phase} epoch {epoch}: {hint}; "
+                                   f"the last checkpoint in {o.out} (if any) is kept and a rerun resumes") from None
 
     def _save_matconvnet(self, path: str) -> None:
         try:
