@@ -39,7 +39,7 @@ import torch
 
 from matconv_port.errors import MatConvPortError
 from matconv_port.precision import precision_scope
-from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size
+from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size, to_device
 from matconv_port.train.distributed import (
     DistInfo,
     all_reduce_stats,
@@ -380,7 +380,7 @@ class Trainer:
         self.image_size = (int(size[0]), int(size[1]))
         self.input_names = self._input_names()
         self.asm = BatchAssembler(opts.data_root, opts.kind, model.meta, self.input_names, cache=opts.cache_frames,
-                                  threads=opts.threads)
+                                  threads=opts.threads, pin_memory=self.info.device.type == "cuda")
         self.objectives = objective_layers(model)
         if not self.objectives:
             raise MatConvPortError("the net has no loss layer to train (dagnn.Loss with softmaxlog)")
@@ -502,17 +502,30 @@ class Trainer:
         bar = self._bar(n_batches, f"train epoch {epoch}")
         start = time.time()
         num = 0
+        # this process's sub-batches of the epoch, in order; the next one is decoded and
+        # assembled (pinned, for CUDA) in the background while the current one runs
+        work: list[tuple[int, int, list[TrainVideo]]] = []
+        batch_sizes: list[int] = []
         for bi, t in enumerate(range(0, len(subset), opts.batch_size)):
             batch_end = min(t + opts.batch_size, len(subset))
-            batch_size = batch_end - t
+            batch_sizes.append(batch_end - t)
             for s in range(opts.num_sub_batches):
                 first = t + info.rank + s * info.world_size
                 idx = list(range(first, batch_end, opts.num_sub_batches * info.world_size))
-                if not idx:
-                    continue
-                vids = [subset[i] for i in idx]
-                # seeds follow the global sub-batch index: the same run on 1 or W processes
-                self._train_sub_batch(vids, epoch, bi, s * info.world_size + info.rank, running)
+                if idx:
+                    # seeds follow the global sub-batch index: the same run on 1 or W processes
+                    work.append((bi, s * info.world_size + info.rank, [subset[i] for i in idx]))
+        pending = self.asm.submit(self._sub_batch_plans(work[0][2], epoch, work[0][0], work[0][1])) if work else None
+        wi = 0
+        for bi, batch_size in enumerate(batch_sizes):
+            while wi < len(work) and work[wi][0] == bi:
+                _, s, vids = work[wi]
+                batch = pending.result()
+                wi += 1
+                if wi < len(work):
+                    nb, ns, nvids = work[wi]
+                    pending = self.asm.submit(self._sub_batch_plans(nvids, epoch, nb, ns))
+                self._train_sub_batch(batch, epoch, bi, s, running)
             num += batch_size
             self._apply_update(batch_size, running, stat_keys)
             avgs = running.averages()
@@ -534,14 +547,17 @@ class Trainer:
             keys += [h, f"{h}.top1err", f"{h}.top5err"]
         return keys
 
-    def _train_sub_batch(self, vids: list[TrainVideo], epoch: int, bi: int, s: int, running: _Running) -> None:
-        opts, model = self.opts, self.model
+    def _sub_batch_plans(self, vids: list[TrainVideo], epoch: int, bi: int, s: int) -> list[ClipPlan]:
+        """Sampling and augmentation of global sub-batch ``s`` of batch ``bi`` (seeded by them)."""
+        opts = self.opts
         gen = np.random.default_rng(_sub_seed(opts.seed, epoch, 1, bi, s))
-        plans = plan_sub_batch(opts.kind, [(v.name, v.label, v.frames) for v in vids], gen,
-                               out_size=self.image_size, frame_hw=self.frame_hw, augmentation=opts.augmentation,
-                               frames_per_clip=opts.frames_per_clip, temporal_strides=tuple(opts.temporal_strides))
-        batch = self.asm.assemble(plans)
-        inputs = {k: v.to(self.info.device) for k, v in batch.inputs.items()}
+        return plan_sub_batch(opts.kind, [(v.name, v.label, v.frames) for v in vids], gen,
+                              out_size=self.image_size, frame_hw=self.frame_hw, augmentation=opts.augmentation,
+                              frames_per_clip=opts.frames_per_clip, temporal_strides=tuple(opts.temporal_strides))
+
+    def _train_sub_batch(self, batch, epoch: int, bi: int, s: int, running: _Running) -> None:
+        opts, model = self.opts, self.model
+        inputs = to_device(batch.inputs, self.info.device)  # non-blocking from pinned memory on CUDA
         torch.manual_seed(_torch_seed(opts.seed, epoch, 2, bi, s))
         values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives,
                                               precision=opts.precision)
@@ -614,7 +630,7 @@ class Trainer:
         for i in range(0, len(mine), chunk):
             vids = mine[i:i + chunk]
             batch = self.asm.assemble(self._val_plans(vids))
-            inputs = {k: v.to(info.device) for k, v in batch.inputs.items()}
+            inputs = to_device(batch.inputs, info.device)
             with precision_scope(opts.precision, info.device.type):
                 values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order),
                                     amp=opts.precision == "bf16")
