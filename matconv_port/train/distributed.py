@@ -33,7 +33,9 @@ class DistInfo:
 
     @property
     def active(self) -> bool:
-        return self.world_size > 1
+        """Collectives run: several processes, or a process group joined on purpose
+        (``backend`` set; world size 1 under a test's single-process group)."""
+        return self.world_size > 1 or bool(self.backend)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
