@@ -67,6 +67,18 @@ def test_torchrun_more_processes_than_gpus(data_root, tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_torchrun_with_one_gpu_index_for_every_process(data_root, tmp_path, monkeypatch):
+    _fake_gpus(monkeypatch, 4)
+    for k, v in dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(k, v)
+    from matconv_port.train import loop
+
+    monkeypatch.setattr(loop.torch.cuda, "set_device", lambda d: None)
+    r = _train(data_root, tmp_path / "out", "--device", "cuda:1")
+    _one_line_exit_2(r, "--device cuda:1", "use --device cuda")
+    assert not (tmp_path / "out").exists()
+
+
 def test_not_a_device(data_root, tmp_path):
     r = _train(data_root, tmp_path / "out", "--device", "tpu7")
     _one_line_exit_2(r, "--device tpu7")

@@ -55,6 +55,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device)
     use_cuda = dev.type == "cuda"
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if use_cuda and world > 1 and local_world > 1 and torch.device(str(device).strip()).index is not None:
+        from matconv_port.devices import DeviceError
+
+        raise DeviceError(f"--device {device}: torchrun started {local_world} processes on this node and all of "
+                          f"them would use that one GPU; use --device cuda (each process takes GPU LOCAL_RANK)")
     if use_cuda:
         torch.cuda.set_device(dev)
     backend = ""
