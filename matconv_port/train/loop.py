@@ -120,6 +120,7 @@ class TrainOptions:
         from matconv_port.precision import resolve_precision
 
         self.precision = resolve_precision(self.precision, amp=self.amp).name
+        self.amp = self.precision == "bf16"  # the alias, kept consistent (printed, saved with checkpoints)
 
     def depth_for_epoch(self, epoch: int) -> str | None:
         if self.backprop_depth_epochs is not None and epoch > self.backprop_depth_epochs:
