@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     if args.small:
         widths, fc, fc6, clips, frames = SMALL_WIDTHS, 32, 1, 2, 5
-        sizes = [((32, 32), "linear"), ((48, 64), "conv")]
+        sizes = [((32, 32), "linear"), ((32, 48), "conv")]
         iters = args.iters or 5
     else:
         widths, fc, fc6, clips, frames = FULL_WIDTHS, 4096, 7, 8, 5
