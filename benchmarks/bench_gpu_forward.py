@@ -152,7 +152,8 @@ def main(argv=None) -> int:
     for net, size, mode, agree, diff, rel, n in acc_rows:
         lines.append(f"| {net} | {size} | {mode} | {agree * 100:.1f}% | {diff:.3g} | {rel:.2e} | {n} |")
     if dev.type != "cuda":
-        lines += ["", "(On CPU the TF32 flags do nothing: tf32 equals exact; bf16 is CPU autocast.)"]
+        lines += ["", "(On CPU the TF32 flags do nothing: tf32 equals exact; bf16 is CPU autocast. "
+                  "The narrow dry-run net's timings say nothing about the GPU: the goals are for the H200 run.)"]
     write_md(args.report_md, "\n".join(lines))
     return 0
 
