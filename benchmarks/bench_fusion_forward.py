@@ -31,64 +31,9 @@ from matconv_port.network import MatConvNetModel
 
 
 # ---------------------------------------------------------------------------- plain PyTorch
-def _tower(in_ch: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    c = in_ch
-    for b, n, width in VGG16_BLOCKS:
-        for _ in range(n):
-            mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
-            c = width
-        if b < 5:
-            mods.append(nn.MaxPool2d(2, 2))
-    return nn.Sequential(*mods)
-
-
-def _head(classes: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(0.85),
-                         nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(0.85),
-                         nn.Conv2d(4096, classes, 1))
-
-
-class PlainFusedVGG16(nn.Module):
-    """What a PyTorch user would write for the paper's fused net."""
-
-    def __init__(self, frames: int, classes: int = 101):
-        super().__init__()
-        self.frames = frames
-        self.rgb, self.flow = _tower(3), _tower(20)
-        self.fuse = nn.Conv3d(1024, 512, 3, padding=1)
-        self.pool = nn.MaxPool3d((frames, 2, 2), (2, 2, 2))
-        self.head_rgb, self.head_flow = _head(classes), _head(classes)
-
-    def _pool3d(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        y = self.pool(x.view(n // self.frames, self.frames, c, h, w).transpose(1, 2))
-        return y.transpose(1, 2).reshape(-1, c, y.shape[3], y.shape[4])
-
-    def forward(self, rgb: torch.Tensor, flow: torch.Tensor):
-        a, b = self.rgb(rgb), self.flow(flow)
-        n, _, h, w = a.shape
-        v = torch.cat([a, b], 1).view(n // self.frames, self.frames, 1024, h, w).transpose(1, 2)
-        fused = torch.relu(self.fuse(v)).transpose(1, 2).reshape(n, 512, h, w)
-        return self.head_rgb(self._pool3d(fused)), self.head_flow(self._pool3d(b))
-
-
-def copy_weights(plain: PlainFusedVGG16, model: MatConvNetModel) -> None:
-    """Our params (already in torch layout) -> the plain modules, layer by layer."""
-    convs = [f"conv{b}_{k}" for b, n, _ in VGG16_BLOCKS for k in range(1, n + 1)]
-    heads = ["fc6", "fc7", "layer38"]
-    pairs = []
-    for seq, names, tower in ((plain.rgb, convs, "spatial"), (plain.flow, convs, "temporal"),
-                              (plain.head_rgb, heads, "spatial"), (plain.head_flow, heads, "temporal")):
-        mods = [m for m in seq if isinstance(m, nn.Conv2d)]
-        assert len(mods) == len(names)
-        pairs += [(m, (f"{n}f_{tower}", f"{n}b_{tower}")) for m, n in zip(mods, names)]
-    with torch.no_grad():
-        for m, (f, b) in pairs:
-            m.weight.copy_(model.param(f).view_as(m.weight))
-            m.bias.copy_(model.param(b).view(-1))
-        plain.fuse.weight.copy_(model.param("conv3Df").view_as(plain.fuse.weight))
-        plain.fuse.bias.copy_(model.param("conv3Db").view(-1))
+# the plain net and the weight copy are shared with the GPU benchmarks
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fused_nets import PlainFusedVGG16, copy_weights  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- timing

@@ -46,24 +46,35 @@ def common_options(fn):
         click.option("--epochs", type=int, default=None, help="Epochs (default: number of --lr values)."),
         click.option("--epoch-factor", type=int, default=None, help="Passes over the training videos per epoch."),
         click.option("--batch-size", type=int, default=None, help="Videos per batch (all processes)."),
-        click.option("--sub-batches", type=int, default=None, help="Sub-batches per batch (gradient accumulation)."),
+        click.option("--sub-batches", type=int, default=None,
+                     help="Sub-batches per batch and process (gradient accumulation; more = less memory). "
+                          "Default: the recipe's one-GPU count divided by the processes, as the scripts do."),
         click.option("--momentum", type=float, default=None),
         click.option("--weight-decay", type=float, default=None),
         click.option("--dropout", type=float, default=None, help="Rate of every DropOut layer."),
-        click.option("--backprop-depth", default=None, help="Back-propagate only the layers after this one ('none': all)."),
+        click.option("--backprop-depth", default=None,
+                     help="Back-propagate only the layers after this one ('none': all). Default: the recipe's "
+                          "(train rgb: only the classifier for 3 epochs, as cnn_ucf101_spatial.m's 'layer37')."),
         click.option("--backprop-depth-epochs", type=int, default=None,
-                     help="Apply --backprop-depth in the first N epochs only, then train everything."),
+                     help="Apply --backprop-depth in the first N epochs only, then train everything "
+                          "(default: the recipe's; with --backprop-depth given alone: every epoch)."),
         click.option("--augmentation", default=None, type=click.Choice(["noCtr", "borders25", "multiScaleRegular", "none"])),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the last net-epoch-N.pt."),
         click.option("--val/--no-val", "validate", default=True, show_default=True, help="Validate each epoch (fast protocol)."),
         click.option("--final-eval/--no-final-eval", default=True, show_default=True, help="The paper's protocol on the test split at the end."),
         click.option("--save-matconvnet", is_flag=True, help="Also write each checkpoint as a DagNN .mat."),
-        click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast); off by default for parity."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto."),
+        click.option("--precision", "precision", default=None, type=click.Choice(["exact", "tf32", "bf16"]),
+                     help="Numerics: exact (IEEE fp32, TF32 off; default), tf32 (TF32 convolutions/matmuls), "
+                          "bf16 (bfloat16 autocast, fastest)."),
+        click.option("--amp", is_flag=True, help="Same as --precision bf16 (kept for old scripts)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="cpu, cuda, cuda:N or auto (under torchrun: GPU LOCAL_RANK)."),
         click.option("--threads", type=int, default=2, show_default=True, help="Frame decoding threads."),
         click.option("--cache-frames", type=int, default=None, help="Decoded frames kept in memory (0: none)."),
         click.option("--progress/--no-progress", default=True, show_default=True),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the resolved options (recipe + overrides) and the net, then stop; writes nothing."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -71,9 +82,12 @@ def common_options(fn):
 
 
 def _options(kind: str, recipe_name: str, kw: dict):
+    from matconv_port.devices import resolve_device
+    from matconv_port.precision import resolve_precision
     from matconv_port.train.loop import TrainOptions
-    from matconv_port.train.recipes import recipe
+    from matconv_port.train.recipes import recipe, sub_batches_per_process
 
+    resolve_device(kw["device"])  # a device this machine lacks: one line, before anything is read or written
     base = recipe(kind, recipe_name)
     over = {
         "learning_rate": _floats(kw.get("lr"), "--lr"), "num_epochs": kw.get("epochs"),
@@ -84,13 +98,18 @@ def _options(kind: str, recipe_name: str, kw: dict):
         "frames_per_clip": kw.get("frames"), "backprop_depth_epochs": kw.get("backprop_depth_epochs"),
         "temporal_strides": _ints_range(kw.get("temporal_strides")),
     }
+    if over["num_sub_batches"] is None:  # the scripts' ceil(n / numel(gpus)): per process
+        base["num_sub_batches"] = sub_batches_per_process(base["num_sub_batches"], int(os.environ.get("WORLD_SIZE", "1")))
     base.update({k: v for k, v in over.items() if v is not None})
     bd = kw.get("backprop_depth")
     if bd is not None:
         base["backprop_depth"] = None if bd.lower() in ("", "none") else bd
+        if kw.get("backprop_depth_epochs") is None:
+            base["backprop_depth_epochs"] = None  # a depth given alone holds every epoch
     opts = TrainOptions(kind=kind, data_root=kw["data_root"], out=kw["out"], split=kw["split"], dataset=kw["dataset"],
                         splits_dir=kw.get("splits_dir"), seed=kw["seed"], resume=kw["resume"], validate=kw["validate"],
-                        final_eval=kw["final_eval"], save_matconvnet=kw["save_matconvnet"], amp=kw["amp"],
+                        final_eval=kw["final_eval"], save_matconvnet=kw["save_matconvnet"],
+                        precision=resolve_precision(kw.get("precision"), amp=kw["amp"]).name,
                         device=kw["device"], threads=kw["threads"], progress=kw["progress"], **base)
     if not opts.learning_rate or any(v < 0 for v in opts.learning_rate):
         raise MatConvPortError("--lr: give at least one non-negative learning rate")
@@ -102,8 +121,33 @@ def _options(kind: str, recipe_name: str, kw: dict):
     return opts
 
 
-def _run(model, opts) -> None:
+def _resolve_depth(opts, spec, from_scratch: bool = False):
+    """The recipe's symbolic backprop depth as a layer of ``spec`` (training from
+    scratch has no trained features to keep: the classifier-only warm-up is dropped)."""
+    from matconv_port.train.recipes import CLASSIFIER_ONLY, resolve_backprop_depth
+
+    if opts.backprop_depth == CLASSIFIER_ONLY and from_scratch:
+        opts.backprop_depth, opts.backprop_depth_epochs = None, None
+    opts.backprop_depth = resolve_backprop_depth(opts.backprop_depth, spec)
+    if opts.backprop_depth is not None and opts.backprop_depth not in {l.name for l in spec.layers}:
+        raise MatConvPortError(f"--backprop-depth {opts.backprop_depth}: the net has no such layer")
+    return opts
+
+
+def _dry_run(model, opts) -> None:
+    from matconv_port.train.loop import describe_options
+
+    click.echo(f"matconv-port train {opts.kind} (dry run: nothing written): options\n{describe_options(opts)}")
+    click.echo(f"  net: {len(model.layer_specs)} layers, inputs {model.input_vars}, "
+               f"{sum(p.numel() for _, p in model.named_matconvnet_params())} params")
+
+
+def _run(model, opts, dry_run: bool = False) -> None:
     from matconv_port.train.loop import Trainer, describe_options
+
+    if dry_run:
+        _dry_run(model, opts)
+        return
 
     trainer = Trainer(model, opts, log=lambda s: click.echo(s))
     trainer.log(f"matconv-port train {opts.kind}: options\n{describe_options(opts)}")
@@ -122,7 +166,7 @@ def _stream_command(kind: str):
     @click.option("--init", "init", type=click.Path(dir_okay=False), default=None,
                   help="Start from an ImageNet MatConvNet model (.mat): VGG-16 or ResNet.")
     @common_options
-    def cmd(arch, init, **kw):
+    def cmd(arch, init, dry_run, **kw):
         from matconv_port.network import MatConvNetModel
         from matconv_port.train import archs
         from matconv_port.train.data import split_videos
@@ -139,7 +183,8 @@ def _stream_command(kind: str):
 
             spec = archs.init_from_imagenet(load_netspec_any(init), kind, len(classes), classes=classes,
                                             dropout=opts.dropout, seed=opts.seed)
-        _run(MatConvNetModel(spec), opts)
+        _resolve_depth(opts, spec, from_scratch=bool(arch))
+        _run(MatConvNetModel(spec), opts, dry_run)
 
     cmd.help = f"Train a single {kind.upper()} stream (cnn_ucf101_{'spatial' if kind == 'rgb' else 'temporal'}.m)."
     return cmd
@@ -154,7 +199,7 @@ def _stream_command(kind: str):
 @click.option("--frames", type=int, default=None, help="Frames per clip (temporal pool size).")
 @click.option("--temporal-strides", default=None, help="Training strides, A:B or a list (default 5:15).")
 @common_options
-def fusion_cmd(rgb_model, flow_model, recipe_name, init_method, **kw):
+def fusion_cmd(rgb_model, flow_model, recipe_name, init_method, dry_run, **kw):
     """Fuse two trained streams (as `matconv-port fuse`) and train the fused net
     (cnn_ucf101_fusion.m)."""
     from matconv_port.fusion import FusionOptions, build_fused_netspec
@@ -168,7 +213,8 @@ def fusion_cmd(rgb_model, flow_model, recipe_name, init_method, **kw):
     opts = _options("fusion", recipe_name, kw)
     fused = build_fused_netspec(spec_a, spec_b, FusionOptions(init_method=init_method, frames=opts.frames_per_clip,
                                                               dropout_rate=opts.dropout, seed=opts.seed))
-    _run(MatConvNetModel(fused), opts)
+    _resolve_depth(opts, fused)
+    _run(MatConvNetModel(fused), opts, dry_run)
 
 
 @click.group("train")

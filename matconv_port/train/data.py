@@ -97,8 +97,11 @@ class BatchAssembler:
     """Turns sub-batch plans into network inputs (threads decode and augment)."""
 
     def __init__(self, data_root: str, kind: str, meta: dict, input_names: dict[str, str], *, cache: int = 0,
-                 threads: int = 2):
+                 threads: int = 2, pin_memory: bool = False):
         self.kind = kind
+        #: page-lock the assembled inputs (only for a CUDA device: then the host-to-device
+        #: copy can be asynchronous, see :func:`to_device`)
+        self.pin_memory = bool(pin_memory)
         self.reader = FrameReader(data_root, cache)
         channels = {"rgb": 3, "flow": 20, "fusion": 23}[kind]
         self.mean = channel_means(average_image(meta), channels).astype(np.float32)
@@ -120,11 +123,28 @@ class BatchAssembler:
         else:
             inputs[self.input_names[self.kind]] = t
         inputs["label"] = torch.tensor([p.label for p in plans], dtype=torch.float32)
+        if self.pin_memory:
+            inputs = {k: v.pin_memory() for k, v in inputs.items()}
         return Batch(inputs, len(plans))
 
     def submit(self, plans: list[ClipPlan]):
         """Assemble in the background; ``.result()`` gives the :class:`Batch`."""
         return _Deferred(self, plans)
+
+
+def to_device(inputs: dict[str, torch.Tensor], device: "torch.device | str",
+              non_blocking: bool | None = None) -> dict[str, torch.Tensor]:
+    """``inputs`` moved to ``device``. ``non_blocking`` (default: for a CUDA device,
+    tensor by tensor, when the host tensor is pinned) lets the copy overlap the GPU's
+    work; PyTorch's pinned-memory allocator keeps the host buffer alive until the copy
+    has run, and kernels queued later on the same stream see the data. On CPU this is a
+    plain (no-op) move, so the same code path runs in CPU tests."""
+    device = torch.device(device)
+    out = {}
+    for k, v in inputs.items():
+        nb = non_blocking if non_blocking is not None else (device.type == "cuda" and v.is_pinned())
+        out[k] = v.to(device, non_blocking=bool(nb))
+    return out
 
 
 class _Deferred:

@@ -33,39 +33,67 @@ class DistInfo:
 
     @property
     def active(self) -> bool:
-        return self.world_size > 1
+        """Collectives run: several processes, or a process group joined on purpose
+        (``backend`` set; world size 1 under a test's single-process group)."""
+        return self.world_size > 1 or bool(self.backend)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the ``torchrun`` process group if the environment describes one.
 
-    ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available). Under
-    torchrun each process uses GPU ``LOCAL_RANK``.
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when
+    available), resolved by :func:`matconv_port.devices.resolve_device`: under torchrun
+    each process uses GPU ``LOCAL_RANK``, and a device this machine lacks (no CUDA,
+    ``cuda:3`` on a 1-GPU machine, more processes than GPUs on a node) is a one-line
+    :class:`~matconv_port.devices.DeviceError` raised BEFORE the process group is
+    joined or anything is written.
     """
+    from matconv_port.devices import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    dev = resolve_device(device)
+    use_cuda = dev.type == "cuda"
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    if use_cuda and world > 1 and local_world > 1 and torch.device(str(device).strip()).index is not None:
+        from matconv_port.devices import DeviceError
+
+        raise DeviceError(f"--device {device}: torchrun started {local_world} processes on this node and all of "
+                          f"them would use that one GPU; use --device cuda (each process takes GPU LOCAL_RANK)")
     if use_cuda:
-        index = local if world > 1 else (torch.device(device).index or 0 if device.startswith("cuda") else 0)
-        dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     backend = ""
     if world > 1:
         backend = "nccl" if use_cuda else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
+            dist.init_process_group(backend=backend, **({"device_id": dev} if use_cuda else {}))
+        else:
+            backend = dist.get_backend()
     return DistInfo(rank, world, local, dev, backend)
 
 
 def all_reduce_sum(tensors: list[torch.Tensor], info: DistInfo) -> None:
-    """Sum each tensor across processes, in place (no-op for one process)."""
+    """Sum each tensor across processes, in place (no-op for one process).
+
+    Every tensor must live on the process's device (``info.device``): NCCL refuses CPU
+    tensors. The check runs ALWAYS, also for one process and on CPU, so that a CPU
+    test catches the mistake a GPU run would die of."""
+    from matconv_port.devices import check_on_device
+
+    check_on_device(tensors, info.device, what="all_reduce_sum tensor")
     if not info.active:
         return
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def all_reduce_stats(vec: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a CPU statistics vector (float64) across processes: it crosses on the
+    process's device (float64 is fine on CUDA) and comes back on the CPU."""
+    on_dev = vec.to(info.device)
+    all_reduce_sum([on_dev], info)
+    return on_dev.cpu()
 
 
 def barrier(info: DistInfo) -> None:

@@ -23,6 +23,7 @@ the same parameters as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -37,9 +38,11 @@ import numpy as np
 import torch
 
 from matconv_port.errors import MatConvPortError
-from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size
+from matconv_port.precision import precision_scope
+from matconv_port.train.data import BatchAssembler, TrainVideo, frame_size, to_device
 from matconv_port.train.distributed import (
     DistInfo,
+    all_reduce_stats,
     all_reduce_sum,
     barrier,
     init_distributed,
@@ -53,6 +56,22 @@ from matconv_port.train.optim import (
 from matconv_port.train.sampling import TEMPORAL_STRIDES, ClipPlan, plan_sub_batch
 
 CHECKPOINT_KEY = "train"
+
+class TrainOutOfMemory(MatConvPortError):
+    """The device ran out of memory during training: names the options that lower it."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc`` is (or was raised from) a CUDA/device out-of-memory error; a
+    layer's failure is re-raised as a ShapeError whose cause is the OOM."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, oom):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 @dataclass
@@ -87,11 +106,21 @@ class TrainOptions:
     val_frames: int = 3
     final_eval: bool = True
     save_matconvnet: bool = False
+    #: numerics policy of every training/validation forward and backward
+    #: (:mod:`matconv_port.precision`: exact | tf32 | bf16); None: exact, or bf16 with ``amp``
+    precision: str | None = None
+    #: the old spelling of ``precision="bf16"`` (``--amp``)
     amp: bool = False
     device: str = "cpu"
     cache_frames: int = 0
     threads: int = 2
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        from matconv_port.precision import resolve_precision
+
+        self.precision = resolve_precision(self.precision, amp=self.amp).name
+        self.amp = self.precision == "bf16"  # the alias, kept consistent (printed, saved with checkpoints)
 
     def depth_for_epoch(self, epoch: int) -> str | None:
         if self.backprop_depth_epochs is not None and epoch > self.backprop_depth_epochs:
@@ -252,12 +281,23 @@ def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: b
 
 
 def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, frozen_upto: int,
-                     objectives: list[int], amp: bool = False):
+                     objectives: list[int], amp: bool = False, precision: str | None = None):
     """One MatConvNet ``net.eval(inputs, derOutputs)`` in training mode: forward, then
     back-propagate the sum of the objective losses (each with weight 1), ADDING to the
     params' ``.grad`` (gradient accumulation over sub-batches). Returns (vars, context,
-    ``{loss layer index: loss value}``)."""
-    values, ctx = run_net(model, inputs, num_videos, True, frozen_upto, amp)
+    ``{loss layer index: loss value}``).
+
+    ``precision`` (:mod:`matconv_port.precision`; ``amp`` = ``bf16``): the forward runs
+    under its :func:`~matconv_port.precision.precision_scope` (autocast for bf16), the
+    backward under the same TF32 policy without autocast (autograd replays the
+    forward's dtypes), as PyTorch's AMP recipe does."""
+    from matconv_port.precision import resolve_precision
+
+    p = resolve_precision(precision, amp=amp)
+    device_type = model.device.type
+    with precision_scope(p, device_type):
+        # run_net's own autocast(enabled=amp) would switch an outer autocast off: tell it
+        values, ctx = run_net(model, inputs, num_videos, True, frozen_upto, amp=p.autocast_dtype is not None)
     total = None
     heads: dict[int, float] = {}
     for li in objectives:
@@ -268,7 +308,8 @@ def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, fr
         heads[li] = float(obj.detach())
         total = obj if total is None else total + obj
     if total is not None and total.requires_grad:
-        total.backward()
+        with precision_scope("tf32" if p.tf32 else "exact", device_type):
+            total.backward()
     return values, ctx, heads
 
 
@@ -340,7 +381,7 @@ class Trainer:
         self.image_size = (int(size[0]), int(size[1]))
         self.input_names = self._input_names()
         self.asm = BatchAssembler(opts.data_root, opts.kind, model.meta, self.input_names, cache=opts.cache_frames,
-                                  threads=opts.threads)
+                                  threads=opts.threads, pin_memory=self.info.device.type == "cuda")
         self.objectives = objective_layers(model)
         if not self.objectives:
             raise MatConvPortError("the net has no loss layer to train (dagnn.Loss with softmaxlog)")
@@ -383,15 +424,18 @@ class Trainer:
             state = load_checkpoint_into(checkpoint_path(opts.out, start), self.model, self.optimizer)
             self.stats = state.get("stats") or self.stats
             saved = state.get("options") or {}
-            ignore = {"resume", "progress", "device", "threads", "num_epochs", "final_eval", "cache_frames"}
+            ignore = {"resume", "progress", "device", "threads", "num_epochs", "final_eval", "cache_frames",
+                      "precision", "amp"}
             changed = [k for k, v in opts.as_dict().items() if k not in ignore and k in saved and saved[k] != v]
             if changed:
                 self.log(f"warning: resuming with options that differ from the checkpoint's: {', '.join(changed)}")
         for epoch in range(start + 1, opts.epochs + 1):
-            tr = self.train_epoch(epoch)
+            with self._oom_guard("training", epoch):
+                tr = self.train_epoch(epoch)
             self.stats["train"].append(tr)
             if opts.validate and self.val_videos:
-                self.stats["val"].append(self.validate_epoch(epoch))
+                with self._oom_guard("validating", epoch):
+                    self.stats["val"].append(self.validate_epoch(epoch))
             if self.info.is_main:
                 if opts.save_matconvnet:  # before the .pt: a checkpoint implies its .mat
                     self._save_matconvnet(os.path.join(opts.out, f"net-epoch-{epoch}.mat"))
@@ -415,6 +459,24 @@ class Trainer:
         self.asm.close()
         barrier(self.info)
         return self.stats
+
+    @contextlib.contextmanager
+    def _oom_guard(self, phase: str, epoch: int):
+        """Device out of memory -> one line naming the options that lower the memory
+        per step (the checkpoints written so far stay; a rerun resumes after them)."""
+        try:
+            yield
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            o, w = self.opts, self.info.world_size
+            per_step = -(-o.batch_size // (o.num_sub_batches * w))
+            hint = (f"raise --sub-batches (now {o.num_sub_batches}: about {per_step} video(s) per forward "
+                    f"and process) or lower --batch-size (now {o.batch_size})")
+            if phase == "validating":
+                hint += "; validation runs 8 videos at a time (--no-val skips it)"
+            raise TrainOutOfMemory(f"{self.info.device}: out of memory while {phase} epoch {epoch}: {hint}; "
+                                   f"the last checkpoint in {o.out} (if any) is kept and a rerun resumes") from None
 
     def _save_matconvnet(self, path: str) -> None:
         try:
@@ -441,17 +503,30 @@ class Trainer:
         bar = self._bar(n_batches, f"train epoch {epoch}")
         start = time.time()
         num = 0
+        # this process's sub-batches of the epoch, in order; the next one is decoded and
+        # assembled (pinned, for CUDA) in the background while the current one runs
+        work: list[tuple[int, int, list[TrainVideo]]] = []
+        batch_sizes: list[int] = []
         for bi, t in enumerate(range(0, len(subset), opts.batch_size)):
             batch_end = min(t + opts.batch_size, len(subset))
-            batch_size = batch_end - t
+            batch_sizes.append(batch_end - t)
             for s in range(opts.num_sub_batches):
                 first = t + info.rank + s * info.world_size
                 idx = list(range(first, batch_end, opts.num_sub_batches * info.world_size))
-                if not idx:
-                    continue
-                vids = [subset[i] for i in idx]
-                # seeds follow the global sub-batch index: the same run on 1 or W processes
-                self._train_sub_batch(vids, epoch, bi, s * info.world_size + info.rank, running)
+                if idx:
+                    # seeds follow the global sub-batch index: the same run on 1 or W processes
+                    work.append((bi, s * info.world_size + info.rank, [subset[i] for i in idx]))
+        pending = self.asm.submit(self._sub_batch_plans(work[0][2], epoch, work[0][0], work[0][1])) if work else None
+        wi = 0
+        for bi, batch_size in enumerate(batch_sizes):
+            while wi < len(work) and work[wi][0] == bi:
+                _, s, vids = work[wi]
+                batch = pending.result()
+                wi += 1
+                if wi < len(work):
+                    nb, ns, nvids = work[wi]
+                    pending = self.asm.submit(self._sub_batch_plans(nvids, epoch, nb, ns))
+                self._train_sub_batch(batch, epoch, bi, s, running)
             num += batch_size
             self._apply_update(batch_size, running, stat_keys)
             avgs = running.averages()
@@ -461,9 +536,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         if info.active:  # statistics of all processes (accumulateStats)
-            vec = running.vector(stat_keys)
-            all_reduce_sum([vec], info)
-            running.load_vector(stat_keys, vec)
+            running.load_vector(stat_keys, all_reduce_stats(running.vector(stat_keys), info))
         out = {"epoch": epoch, "lr": lr, "num": num, "time": time.time() - start}
         out.update(running.averages())
         return out
@@ -475,16 +548,20 @@ class Trainer:
             keys += [h, f"{h}.top1err", f"{h}.top5err"]
         return keys
 
-    def _train_sub_batch(self, vids: list[TrainVideo], epoch: int, bi: int, s: int, running: _Running) -> None:
-        opts, model = self.opts, self.model
+    def _sub_batch_plans(self, vids: list[TrainVideo], epoch: int, bi: int, s: int) -> list[ClipPlan]:
+        """Sampling and augmentation of global sub-batch ``s`` of batch ``bi`` (seeded by them)."""
+        opts = self.opts
         gen = np.random.default_rng(_sub_seed(opts.seed, epoch, 1, bi, s))
-        plans = plan_sub_batch(opts.kind, [(v.name, v.label, v.frames) for v in vids], gen,
-                               out_size=self.image_size, frame_hw=self.frame_hw, augmentation=opts.augmentation,
-                               frames_per_clip=opts.frames_per_clip, temporal_strides=tuple(opts.temporal_strides))
-        batch = self.asm.assemble(plans)
-        inputs = {k: v.to(self.info.device) for k, v in batch.inputs.items()}
+        return plan_sub_batch(opts.kind, [(v.name, v.label, v.frames) for v in vids], gen,
+                              out_size=self.image_size, frame_hw=self.frame_hw, augmentation=opts.augmentation,
+                              frames_per_clip=opts.frames_per_clip, temporal_strides=tuple(opts.temporal_strides))
+
+    def _train_sub_batch(self, batch, epoch: int, bi: int, s: int, running: _Running) -> None:
+        opts, model = self.opts, self.model
+        inputs = to_device(batch.inputs, self.info.device)  # non-blocking from pinned memory on CUDA
         torch.manual_seed(_torch_seed(opts.seed, epoch, 2, bi, s))
-        values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives, opts.amp)
+        values, ctx, heads = forward_backward(model, inputs, batch.num_videos, self.frozen_upto, self.objectives,
+                                              precision=opts.precision)
         for li in self.objectives:
             if li not in heads:
                 continue
@@ -554,8 +631,10 @@ class Trainer:
         for i in range(0, len(mine), chunk):
             vids = mine[i:i + chunk]
             batch = self.asm.assemble(self._val_plans(vids))
-            inputs = {k: v.to(info.device) for k, v in batch.inputs.items()}
-            values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order), opts.amp)
+            inputs = to_device(batch.inputs, info.device)
+            with precision_scope(opts.precision, info.device.type):
+                values, _ = run_net(model, inputs, batch.num_videos, False, len(model.execution_order),
+                                    amp=opts.precision == "bf16")
             fused = None
             for li in self.objectives:
                 out = model.layer_specs[li].outputs[0]
@@ -574,9 +653,7 @@ class Trainer:
                 running.add("top5err", e5, batch.num_videos)
         keys = sorted(set(self._stat_keys()) | ({"top1err", "top5err"} if len(self.objectives) > 1 else set()))
         if info.active:
-            vec = running.vector(keys)
-            all_reduce_sum([vec], info)
-            running.load_vector(keys, vec)
+            running.load_vector(keys, all_reduce_stats(running.vector(keys), info))
         out = {"epoch": epoch, "num": len(self.val_videos), "time": time.time() - start}
         out.update(running.averages())
         self.log(format_iteration("val", epoch, 1, 1, opts.lr_for_epoch(epoch), len(self.val_videos) / max(out["time"], 1e-9),
