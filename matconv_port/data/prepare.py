@@ -243,9 +243,12 @@ def _torchrun_barrier() -> None:
     """Wait for every ``torchrun`` process (gloo; only used before rank 0 writes the split lists)."""
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    own = not dist.is_initialized()
+    if own:
         dist.init_process_group(backend="gloo")
     dist.barrier()
+    if own:
+        dist.destroy_process_group()
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
