@@ -33,7 +33,8 @@ step gives ``+-lambda theta grad I1w`` or 0; here it is 0 (the difference is bel
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -137,13 +138,72 @@ def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     return px - F.pad(px[:, :, :-1], (1, 0)) + py - F.pad(py[:, :-1, :], (0, 0, 1, 0))
 
 
+def _divergence_into(out: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """:func:`_divergence` written into ``out`` (fewer temporaries: the inner loop's version)."""
+    out[:, :, 0].copy_(px[:, :, 0])
+    torch.sub(px[:, :, 1:], px[:, :, :-1], out=out[:, :, 1:])
+    out.add_(py)
+    out[:, 1:, :].sub_(py[:, :-1, :])
+    return out
+
+
+def _batcher_network(n: int) -> list[tuple[int, int]]:
+    """Comparators ``(i, j)`` (``i < j``: min to ``i``, max to ``j``) of Batcher's odd-even
+    merge sort of ``n`` (a power of two) wires."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@lru_cache(maxsize=None)
+def _median_plan(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """The comparators that a sorting network of ``count`` inputs (padded with +inf to a
+    power of two) needs for its middle output, as ``(i, j, need_min, need_max)``."""
+    n = 1
+    while n < count:
+        n *= 2
+    network = _batcher_network(n)
+    need = {count // 2}
+    plan = []
+    for i, j in reversed(network):
+        want_min, want_max = i in need, j in need
+        if want_min or want_max:
+            plan.append((i, j, want_min, want_max))
+            need.update((i, j))
+    return tuple(reversed(plan))
+
+
 def median_blur(u: torch.Tensor, ksize: int) -> torch.Tensor:
-    """``cv::medianBlur`` of float ``B x H x W`` (``ksize`` 3 or 5, replicated borders)."""
+    """``cv::medianBlur`` of float ``B x H x W`` (``ksize`` 3 or 5, replicated borders).
+
+    A selection network on the ``ksize**2`` shifted images (elementwise min/max only: no
+    sort per pixel, fast on GPU and CPU): Batcher's sorting network padded with +inf, pruned
+    to the comparators the middle output depends on."""
     r = ksize // 2
-    p = F.pad(u.unsqueeze(1), (r, r, r, r), mode="replicate")
-    b, _, h, w = p.shape
-    patches = F.unfold(p, ksize)  # B x k*k x (H*W)
-    return patches.median(dim=1).values.view(u.shape)
+    h, w = u.shape[1:]
+    p = F.pad(u.unsqueeze(1), (r, r, r, r), mode="replicate").squeeze(1)
+    wires: list = [p[:, dy:dy + h, dx:dx + w] for dy in range(ksize) for dx in range(ksize)]
+    count = len(wires)
+    wires += [None] * (max(i for i, *_ in _median_plan(count)) + 64)  # None = +inf padding
+    for i, j, want_min, want_max in _median_plan(count):
+        a, b = wires[i], wires[j]
+        if b is None:  # min(a, inf) = a, max = inf: nothing moves
+            continue
+        if a is None:
+            wires[i], wires[j] = b, None
+            continue
+        wires[i] = torch.minimum(a, b) if want_min else None
+        wires[j] = torch.maximum(a, b) if want_max else None
+    return wires[count // 2].contiguous()
 
 
 class _Warper:
@@ -174,16 +234,17 @@ def _one_scale(I0: torch.Tensor, I1: torch.Tensor, u1: torch.Tensor, u2: torch.T
     I1x, I1y = centered_gradient(I1)
     stack = torch.stack((I1, I1x, I1y), dim=1)
     warp = _Warper(h, w, I0.device)
-    p11 = torch.zeros_like(u1)
-    p12 = torch.zeros_like(u1)
-    p21 = torch.zeros_like(u1)
-    p22 = torch.zeros_like(u1)
+    p11, p12, p21, p22 = (torch.zeros_like(u1) for _ in range(4))
+    # work buffers, allocated once per level; the forward gradients' last column/row stay 0
+    ux1, uy1, ux2, uy2 = (torch.zeros_like(u1) for _ in range(4))
+    div1, div2, ng, d = (torch.empty_like(u1) for _ in range(4))
     for _ in range(params.warps):
         warped = warp(stack, u1, u2)
         I1w, I1wx, I1wy = warped[:, 0], warped[:, 1], warped[:, 2]
         grad = I1wx * I1wx + I1wy * I1wy
         rho_c = I1w - I1wx * u1 - I1wy * u2 - I0
-        inv_grad = torch.where(grad > _FLT_EPSILON, 1.0 / grad.clamp_min(_FLT_EPSILON), torch.zeros_like(grad))
+        # -1/|grad I1w|^2 (0 where it is below FLT_EPSILON: see the module docstring)
+        neg_inv_grad = torch.where(grad > _FLT_EPSILON, -1.0 / grad.clamp_min(_FLT_EPSILON), torch.zeros_like(grad))
         del warped, I1w, grad
         active = torch.ones(b, dtype=torch.bool, device=I0.device)  # OpenCV: error = FLT_MAX before the loop
         n = 0
@@ -194,21 +255,26 @@ def _one_scale(I0: torch.Tensor, I1: torch.Tensor, u1: torch.Tensor, u2: torch.T
                 u1.copy_(torch.where(m, median_blur(u1, med), u1))
                 u2.copy_(torch.where(m, median_blur(u2, med), u2))
             for _inner in range(params.inner_iterations):
+                # a converged pair gets m = 0: its u and p stay as they are
                 m = active.view(-1, 1, 1).to(u1.dtype)
-                rho = torch.addcmul(torch.addcmul(rho_c, I1wx, u1), I1wy, u2)
-                d = (rho * inv_grad).neg_().clamp_(-l_t, l_t)
-                # u_new = v + theta div p, v = u + d grad I1w
-                du1 = torch.add(d * I1wx, _divergence(p11, p12), alpha=theta)
-                du2 = torch.add(d * I1wy, _divergence(p21, p22), alpha=theta)
-                err = (du1 * du1 + du2 * du2).sum(dim=(1, 2))
+                tm = m * taut
+                # thresholding step: v = u + d grad I1w, d = clamp(-rho / |grad I1w|^2, +-lambda theta)
+                torch.addcmul(rho_c, I1wx, u1, out=d).addcmul_(I1wy, u2).mul_(neg_inv_grad).clamp_(-l_t, l_t)
+                # u_new - u = d grad I1w + theta div p
+                _divergence_into(div1, p11, p12)
+                _divergence_into(div2, p21, p22)
+                du1 = div1.mul_(theta).addcmul_(d, I1wx)
+                du2 = div2.mul_(theta).addcmul_(d, I1wy)
+                err = torch.mul(du1, du1).addcmul_(du2, du2).sum(dim=(1, 2))
                 u1.addcmul_(du1, m)
                 u2.addcmul_(du2, m)
-                for (px, py), u in (((p11, p12), u1), ((p21, p22), u2)):
-                    ux, uy = _forward_gradient(u)
-                    ng = torch.hypot(ux, uy).mul_(taut).add_(1.0)
-                    # masked: p <- p + m * ((p + taut ux) / ng - p)
-                    px.addcmul_(torch.add(px, ux, alpha=taut).div_(ng).sub_(px), m)
-                    py.addcmul_(torch.add(py, uy, alpha=taut).div_(ng).sub_(py), m)
+                # dual step: p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)
+                for px, py, ux, uy, u in ((p11, p12, ux1, uy1, u1), (p21, p22, ux2, uy2, u2)):
+                    torch.sub(u[:, :, 1:], u[:, :, :-1], out=ux[:, :, :-1])
+                    torch.sub(u[:, 1:, :], u[:, :-1, :], out=uy[:, :-1, :])
+                    torch.hypot(ux, uy, out=ng).mul_(tm).add_(1.0)
+                    px.addcmul_(ux, tm).div_(ng)
+                    py.addcmul_(uy, tm).div_(ng)
                 active = active & (err > scaled_eps)
                 n += 1
                 if n % check_every == 0 and not bool(active.any()):
