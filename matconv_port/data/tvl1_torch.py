@@ -126,20 +126,9 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
-def _forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward differences, 0 on the last column (x) / last row (y)."""
-    ux = F.pad(u[:, :, 1:] - u[:, :, :-1], (0, 1))
-    uy = F.pad(u[:, 1:, :] - u[:, :-1, :], (0, 0, 0, 1))
-    return ux, uy
-
-
-def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """Backward differences with ``p[-1] = 0``: the negative adjoint of :func:`_forward_gradient`."""
-    return px - F.pad(px[:, :, :-1], (1, 0)) + py - F.pad(py[:, :-1, :], (0, 0, 1, 0))
-
-
 def _divergence_into(out: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """:func:`_divergence` written into ``out`` (fewer temporaries: the inner loop's version)."""
+    """``div p`` into ``out``: backward differences with ``p[-1] = 0`` (OpenCV's ``divergence``),
+    the negative adjoint of the forward differences (0 on the last column/row) of the dual step."""
     out[:, :, 0].copy_(px[:, :, 0])
     torch.sub(px[:, :, 1:], px[:, :, :-1], out=out[:, :, 1:])
     out.add_(py)
@@ -165,9 +154,10 @@ def _batcher_network(n: int) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=None)
-def _median_plan(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
-    """The comparators that a sorting network of ``count`` inputs (padded with +inf to a
-    power of two) needs for its middle output, as ``(i, j, need_min, need_max)``."""
+def _median_plan(count: int) -> tuple[int, tuple[tuple[int, int, bool, bool], ...]]:
+    """``(wires, comparators)``: the comparators that a sorting network of ``count`` inputs
+    (padded with +inf to ``wires``, a power of two) needs for its middle output, as
+    ``(i, j, need_min, need_max)``."""
     n = 1
     while n < count:
         n *= 2
@@ -179,7 +169,7 @@ def _median_plan(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
         if want_min or want_max:
             plan.append((i, j, want_min, want_max))
             need.update((i, j))
-    return tuple(reversed(plan))
+    return n, tuple(reversed(plan))
 
 
 def median_blur(u: torch.Tensor, ksize: int) -> torch.Tensor:
@@ -193,8 +183,9 @@ def median_blur(u: torch.Tensor, ksize: int) -> torch.Tensor:
     p = F.pad(u.unsqueeze(1), (r, r, r, r), mode="replicate").squeeze(1)
     wires: list = [p[:, dy:dy + h, dx:dx + w] for dy in range(ksize) for dx in range(ksize)]
     count = len(wires)
-    wires += [None] * (max(i for i, *_ in _median_plan(count)) + 64)  # None = +inf padding
-    for i, j, want_min, want_max in _median_plan(count):
+    n, plan = _median_plan(count)
+    wires += [None] * (n - count)  # None = +inf padding
+    for i, j, want_min, want_max in plan:
         a, b = wires[i], wires[j]
         if b is None:  # min(a, inf) = a, max = inf: nothing moves
             continue
