@@ -151,3 +151,14 @@ def test_cli_hmdb51_splits(tmp_path):
     assert r.exit_code == 0, r.output
     split = read_split("hmdb51", str(tmp_path / "d" / "splits"), 3)
     assert split.classes == ("clap", "wave") and len(split.train) == 2 and len(split.test) == 2
+
+
+def test_cli_tvl1_torch_on_cpu_with_progress(tmp_path):
+    write_moving_square_video(tmp_path / "v" / "a.avi", frames=3)
+    r = CliRunner().invoke(main, ["prepare", str(tmp_path / "v"), "--out", str(tmp_path / "d"), "--flow", "tvl1-torch",
+                                  "--device", "cpu", "--batch-pairs", "2", "--short-side", "32"])
+    assert r.exit_code == 0, r.output
+    assert "prepared 1 video(s)" in r.output and "frames/s" in r.output and "video" in r.output
+    marker = (tmp_path / "d" / ".prepare_done" / "a.json").read_text()
+    assert '"flow": "tvl1-torch"' in marker and '"frames": 3' in marker
+    assert flow_frame_path(tmp_path / "d", "v", "a", 2).is_file()
