@@ -13,7 +13,9 @@ Convention of the released UCF101/HMDB51 flow (``feichtenhofer/gpu_flow``):
 Methods: ``tvl1`` (OpenCV contrib ``DualTVL1OpticalFlow`` with its default
 parameters, the CPU counterpart of the GPU TV-L1 the authors used), ``farneback``
 (``calcOpticalFlowFarneback``) and ``dis`` (``DISOpticalFlow``, preset MEDIUM):
-the last two are 40-70x faster and less accurate.
+the last two are 40-70x faster and less accurate; ``tvl1-torch``
+(:mod:`matconv_port.data.tvl1_torch`: the same TV-L1 scheme and parameters as ``tvl1``
+written in PyTorch, many frame pairs at once, on CPU or GPU).
 """
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ import numpy as np
 from matconv_port.errors import DataError
 
 #: Names accepted by :func:`create_flow`.
-FLOW_METHODS: tuple[str, ...] = ("tvl1", "farneback", "dis")
+FLOW_METHODS: tuple[str, ...] = ("tvl1", "farneback", "dis", "tvl1-torch")
+
+#: Methods that compute many frame pairs of a video in one call (``--batch-pairs``, ``--device``).
+BATCHED_FLOW_METHODS: tuple[str, ...] = ("tvl1-torch",)
 
 #: Clipping bound of the released flow, pixels per frame.
 FLOW_BOUND = 20.0
@@ -40,13 +45,19 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
 
 
-def create_flow(method: str = "tvl1") -> FlowFunction:
+def create_flow(method: str = "tvl1", device: str = "cpu") -> FlowFunction:
     """Return ``flow(prev_gray, next_gray) -> H x W x 2 float32`` (``[..., 0] = u``, ``[..., 1] = v``).
 
     ``prev_gray``/``next_gray`` are grey ``uint8`` images of the same size. The
     returned callable keeps its OpenCV algorithm object, so create one per worker.
+    ``device`` is used by ``tvl1-torch`` only (which also has ``.pairs(prev, next)`` for
+    ``B x H x W`` stacks).
     """
     name = str(method).lower()
+    if name == "tvl1-torch":
+        from matconv_port.data.tvl1_torch import TVL1Torch
+
+        return TVL1Torch(device)
     if name == "tvl1":
         if not hasattr(cv2, "optflow"):
             raise DataError("flow method tvl1 needs opencv-contrib (cv2.optflow); install opencv-contrib-python-headless or use --flow dis")

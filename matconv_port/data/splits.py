@@ -1,6 +1,6 @@
-"""Split lists in the official UCF101 format.
+"""Split lists in the official UCF101 or HMDB51 formats (read back by :mod:`eval.splits`).
 
-Files (one entry per line, ``\\n`` line ends, as the copies in the original repository):
+UCF101 files (one entry per line, ``\\n`` line ends, as the copies in the original repository):
 
 * ``classInd.txt``: ``<index> <ClassName>``, 1-based, e.g. ``1 ApplyEyeMakeup``;
 * ``trainlist0N.txt``: ``<ClassName>/<video>.avi <index>``, e.g.
@@ -11,6 +11,17 @@ The original reader (``cnn_ucf101_setup_data.m``) drops the last four characters
 entry and appends ``.avi``; the video is the frame-folder name. Entries are therefore
 always written as ``<video>.avi`` whatever the source container was. Names must not
 contain white space (entries are split at spaces).
+
+HMDB51 files (``--split-format hmdb51``; no class index file: the reader numbers the
+classes in sorted order, or in the official order when they are exactly HMDB51's 51):
+
+* ``<class>_test_split<N>.txt`` for every class and split ``N``: ``<video>.avi <flag>``
+  per line, flag ``1`` = train, ``2`` = test (``0`` = unused, which we never write).
+
+Splits ``1..num_splits`` (3 by default, as both data sets) take each ``test_fraction`` of a
+class; split 1 is the choice of :func:`assign_test`, and later splits prefer units not yet
+used for testing (so with ``test_fraction <= 1/3`` the three test sets are disjoint, like
+UCF101's official splits by group).
 
 UCF101 splits by GROUP: clips ``v_<Class>_g<GG>_c<CC>`` of the same group (same actor
 and scene) are all in train or all in test. :func:`assign_test` does the same when every
@@ -27,6 +38,19 @@ from matconv_port.data.writers import atomic_write_bytes
 from matconv_port.errors import DataError
 
 UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$")
+
+#: ``--split-format`` values.
+SPLIT_FORMATS: tuple[str, ...] = ("ucf101", "hmdb51")
+#: Split numbers the readers accept (``eval.splits.read_split``).
+MAX_SPLITS = 3
+
+
+def check_split_options(split_format: str, num_splits: int) -> None:
+    """Refuse an unknown ``--split-format`` or a split count the readers cannot read."""
+    if split_format not in SPLIT_FORMATS:
+        raise DataError(f"--split-format {split_format!r}: choose one of {', '.join(SPLIT_FORMATS)}")
+    if not 1 <= int(num_splits) <= MAX_SPLITS:
+        raise DataError(f"{num_splits} splits: the split readers take splits 1..{MAX_SPLITS}")
 
 
 def _round_half_away(x: float) -> int:
@@ -47,8 +71,10 @@ def assign_test(videos: Sequence[str], test_fraction: float, seed: int = 0, key:
     units and ``0 < test_fraction < 1``. The choice depends only on the sorted names,
     ``seed`` and ``key`` (the class name).
     """
-    if not 0.0 <= test_fraction <= 1.0:
-        raise DataError(f"test fraction {test_fraction} is not between 0 and 1")
+    return assign_test_splits(videos, test_fraction, 1, seed, key)[0]
+
+
+def _units(videos: Sequence[str]) -> dict[str, list[str]]:
     names = sorted(set(videos))
     matches = [UCF_NAME.match(n) for n in names]
     if names and all(matches):
@@ -57,13 +83,36 @@ def assign_test(videos: Sequence[str], test_fraction: float, seed: int = 0, key:
             units.setdefault(f"g{int(m.group('group')):04d}", []).append(n)
     else:
         units = {n: [n] for n in names}
+    return units
+
+
+def assign_test_splits(videos: Sequence[str], test_fraction: float, num_splits: int = 3, seed: int = 0,
+                       key: str = "") -> list[set[str]]:
+    """The test videos of ONE class for splits ``1..num_splits`` (see :func:`assign_test`
+    for units and counts). Split 1 is :func:`assign_test`'s choice; split ``N > 1`` draws
+    (seeded by ``seed``, ``key``, ``N``) first from units not in an earlier test set, then,
+    when too few are left, from the others."""
+    if not 0.0 <= test_fraction <= 1.0:
+        raise DataError(f"test fraction {test_fraction} is not between 0 and 1")
+    units = _units(videos)
     keys = sorted(units)
     n_test = _round_half_away(test_fraction * len(keys))
     if 0.0 < test_fraction < 1.0 and len(keys) >= 2:
         n_test = min(max(n_test, 1), len(keys) - 1)
     rng = random.Random(f"{seed}:{key}")
     chosen = rng.sample(keys, n_test) if n_test else []
-    return {n for k in chosen for n in units[k]}
+    out = [{n for k in chosen for n in units[k]}]
+    used = set(chosen)
+    for split in range(2, int(num_splits) + 1):
+        rng = random.Random(f"{seed}:{key}:split{split}")
+        fresh = [k for k in keys if k not in used]
+        if len(fresh) >= n_test:
+            chosen = rng.sample(fresh, n_test)
+        else:
+            chosen = fresh + rng.sample([k for k in keys if k in used], n_test - len(fresh))
+        used.update(chosen)
+        out.append({n for k in chosen for n in units[k]})
+    return out
 
 
 def format_class_ind(classes: Sequence[str]) -> str:
@@ -106,29 +155,64 @@ def write_split_files(
     return written
 
 
+def write_hmdb51_split_files(
+    split_dir: str | Path,
+    classes: Sequence[str],
+    splits: Mapping[int, Mapping[str, Sequence[tuple[str, str]]]],
+) -> list[Path]:
+    """Write ``<class>_test_split<N>.txt`` for every class and split (same ``splits`` as
+    :func:`write_split_files`): ``<video>.avi 1`` (train) / ``<video>.avi 2`` (test) lines,
+    in video-name order, atomically. Returns the paths written."""
+    folder = Path(split_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for c in classes:
+        _check_name("class", c)
+    for n, parts in sorted(splits.items()):
+        flags: dict[str, dict[str, str]] = {c: {} for c in classes}
+        for part, flag in (("train", "1"), ("test", "2")):
+            for cls, video in parts.get(part, ()):
+                _check_name("video", video)
+                if cls not in flags:
+                    raise DataError(f"video {video}: class {cls!r} is not among the classes")
+                flags[cls][video] = flag
+        for cls in classes:
+            path = folder / f"{cls}_test_split{int(n)}.txt"
+            text = "".join(f"{v}.avi {flags[cls][v]}\n" for v in sorted(flags[cls]))
+            atomic_write_bytes(path, text.encode())
+            written.append(path)
+    return written
+
+
 def splits_from_classes(
     split_dir: str | Path,
     class_videos: Mapping[str, Sequence[str]],
     test_fraction: float = 0.3,
     seed: int = 0,
+    split_format: str = "ucf101",
+    num_splits: int = 3,
 ) -> dict[str, object]:
-    """Build split 1 from ``{class: [video, ...]}`` and write it to ``split_dir``.
+    """Build splits ``1..num_splits`` from ``{class: [video, ...]}`` and write them to
+    ``split_dir`` in ``split_format`` (``ucf101``: classInd + train/test lists; ``hmdb51``:
+    ``<class>_test_splitN.txt``).
 
-    Classes are numbered in sorted order; within each class :func:`assign_test` picks the
-    test videos. Returns ``{"classes": [...], "train": [(class, video)...], "test": [...], "files": [...]}``.
+    Classes are numbered in sorted order; within each class :func:`assign_test_splits`
+    picks the test videos. Returns ``{"classes": [...], "train": [(class, video)...],
+    "test": [...]`` (split 1), ``"splits": {N: {"train": ..., "test": ...}}, "files": [...]}``.
     """
+    check_split_options(split_format, num_splits)
     classes = sorted(c for c, v in class_videos.items() if v)
     if not classes:
         raise DataError(f"{split_dir}: no classes with videos to write split lists for")
-    train: list[tuple[str, str]] = []
-    test: list[tuple[str, str]] = []
+    splits: dict[int, dict[str, list[tuple[str, str]]]] = {n: {"train": [], "test": []} for n in range(1, num_splits + 1)}
     for cls in classes:
         videos = sorted(set(class_videos[cls]))
-        chosen = assign_test(videos, test_fraction, seed, key=cls)
-        train += [(cls, v) for v in videos if v not in chosen]
-        test += [(cls, v) for v in videos if v in chosen]
-    files = write_split_files(split_dir, classes, {1: {"train": train, "test": test}})
-    return {"classes": classes, "train": train, "test": test, "files": files}
+        for n, chosen in enumerate(assign_test_splits(videos, test_fraction, num_splits, seed, key=cls), start=1):
+            splits[n]["train"] += [(cls, v) for v in videos if v not in chosen]
+            splits[n]["test"] += [(cls, v) for v in videos if v in chosen]
+    writer = write_split_files if split_format == "ucf101" else write_hmdb51_split_files
+    files = writer(split_dir, classes, splits)
+    return {"classes": classes, "train": splits[1]["train"], "test": splits[1]["test"], "splits": splits, "files": files}
 
 
 def read_class_ind(path: str | Path) -> list[str]:
