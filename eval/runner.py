@@ -321,13 +321,10 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
 
     config = {"model": os.path.abspath(opts.model_path), "dataset": opts.dataset, "split": split_no,
               "protocol": protocol.name, "seed": int(opts.seed), "data_root": os.path.abspath(opts.data_root)}
-    if info.is_main:  # cut torn tails once, before anyone reads or appends
-        for path in shards.log_paths(out_dir):
-            _load_log(path, config, repair=True)
-    shards.barrier(info)
     done: dict[str, dict] = {}
-    for path in shards.log_paths(out_dir):
-        done.update(_load_log(path, config, repair=False))
+    for path in shards.log_paths(out_dir):  # every process reads all logs; process 0 cuts torn tails
+        done.update(_load_log(path, config, repair=info.is_main))
+    shards.barrier(info)  # before anyone appends
     pending_all = [i for i, p in enumerate(plans) if p.video not in done]
     pending = shards.share(pending_all, info)
     batch_clips = opts.batch_clips or _default_batch_clips(protocol, device, len(plans[0].clips) if plans else 0)
@@ -409,7 +406,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
         for path in shards.log_paths(out_dir):
             done.update(_load_log(path, config, repair=False))
         summary = _write_reports(opts, split_no, split, protocol, streams, plans, done, skipped, out_dir, device,
-                                 info, time.time() - t0, len(pending_all), scored_here)
+                                 info, time.time() - t0, len(pending_all), scored_here, model)
     shards.barrier(info)  # summary.json written
     if not info.is_main:
         with open(summary_path, encoding="utf-8") as f:
@@ -420,7 +417,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
 def _write_reports(opts: EvalOptions, split_no: int, split: Split, protocol: Protocol, streams: ModelStreams,
                    plans: list[VideoPlan], done: dict[str, dict], skipped: list[dict], out_dir: str,
                    device: torch.device, info: shards.DistInfo, elapsed: float, num_pending: int,
-                   scored_now: int) -> dict:
+                   scored_now: int, model: Any = None) -> dict:
     """``summary.json``, ``per_class_accuracy.csv``, ``confusion.png`` and ``scores.npz``
     from the scores of every video in ``done`` (written by process 0)."""
     classes = split.classes
@@ -438,7 +435,7 @@ def _write_reports(opts: EvalOptions, split_no: int, split: Split, protocol: Pro
         "skipped": skipped, "protocol": protocol.name, "protocol_description": protocol.description,
         "model": os.path.abspath(opts.model_path), "model_kind": streams.kind, "score_vars": list(streams.score_vars),
         "dataset": opts.dataset, "split": split_no, "seed": int(opts.seed), "device": str(device),
-        "precision": opts.precision, "world_size": info.world_size,
+        "precision": getattr(model, "precision", None) or opts.precision, "world_size": info.world_size,
         "clips_per_video": len(plans[0].clips) if plans else 0,
         "classes_match_model": (model_classes == list(classes)) if model_classes else None,
         "elapsed_s": round(elapsed, 3),
