@@ -202,8 +202,6 @@ class _TimedForward:
 
 def stages(root: str, plans, model, streams, device: torch.device) -> dict:
     """Per-video milliseconds of each stage (median of 5), on one video."""
-    from matconv_port.eval.runner import _forward
-
     plan = plans[0]
     chunk = make_chunks(0, plan, len(plan.clips))[0]
     ds = VideoChunkDataset(root, plans, [chunk], streams.norm, cache_size=0)
