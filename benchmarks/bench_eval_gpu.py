@@ -51,7 +51,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 

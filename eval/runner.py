@@ -238,11 +238,6 @@ def _forward(model: Any, streams: ModelStreams, res: ChunkResult, device: torch.
         return torch.stack(heads)
 
 
-def _clip_scores(model: Any, streams: ModelStreams, res: ChunkResult, device: torch.device) -> np.ndarray:
-    """``heads x clips x K`` numpy scores of one chunk (waits for them)."""
-    return _forward(model, streams, res, device).cpu().numpy()
-
-
 class _HostScores:
     """Scores on their way to the host: on CUDA a ``non_blocking`` copy into pinned
     memory and an event, read (:meth:`numpy`) only after the next batch's forward has
