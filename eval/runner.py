@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -259,6 +260,38 @@ class _HostScores:
         return self.host.numpy()
 
 
+def _shm_free_bytes(path: str = "/dev/shm") -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _fit_shared_memory(dataset: VideoChunkDataset, workers: int, log: Callable[[str], None],
+                       free: int | None = None) -> int:
+    """Allocate the workers' slot pool (:meth:`VideoChunkDataset.use_slot_pool`) within
+    80% of the free shared memory (``/dev/shm``; a container's default is 64 MiB): a
+    worker writing past it dies of SIGBUS. Fewer workers when it does not fit, none
+    (decoding in this process) when one does not; returns the workers to use."""
+    free = _shm_free_bytes() if free is None else free
+    slots = PREFETCH + 2
+    pool = dataset.use_slot_pool(workers, slots_per_worker=slots)
+    if pool is None or free is None:
+        return workers
+    per_worker = (slots + 1) * pool.slot_bytes  # its slots, and a fresh tensor when they are all in use
+    fit = min(workers, int(0.8 * free) // per_worker)
+    if fit == workers:
+        return workers
+    log(f"/dev/shm has {free / 2**20:.0f} MiB free; {workers} decode workers need about "
+        f"{workers * per_worker / 2**20:.0f} MiB: using {fit} (enlarge /dev/shm, e.g. docker --shm-size, "
+        f"or lower --batch-clips)")
+    dataset.pool = None
+    if fit > 0:
+        dataset.use_slot_pool(fit, slots_per_worker=slots)
+    return fit
+
+
 def _out_of_memory(device: torch.device, batch_clips: int) -> MatConvPortError:
     lower = f"e.g. --batch-clips {batch_clips // 2}" if batch_clips > 1 else "or --precision bf16"
     return MatConvPortError(f"{device}: out of memory running {batch_clips} clips per forward pass; "
@@ -326,7 +359,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
     chunks = [c for i in pending for c in make_chunks(i, plans[i], batch_clips)]
     workers = default_workers() if opts.workers is None else max(0, int(opts.workers))
     dataset = VideoChunkDataset(opts.data_root, plans, chunks, streams.norm)
-    dataset.use_slot_pool(workers, slots_per_worker=PREFETCH + 2)
+    workers = _fit_shared_memory(dataset, workers, log or (lambda m: print(m, file=sys.stderr)))
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
                         collate_fn=collate_single, pin_memory=device.type == "cuda",
                         prefetch_factor=PREFETCH if workers > 0 else None)

@@ -134,3 +134,23 @@ def test_batches_read_back_one_late_give_same_scores(monkeypatch, data, tmp_path
     assert a["top1"] == b["top1"]
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "scores.npz")["scores"],
                                   np.load(tmp_path / "b" / "scores.npz")["scores"])
+
+
+def test_workers_fit_shared_memory(data):
+    from matconv_port.eval.batches import VideoChunkDataset, make_chunks
+    from matconv_port.eval.model_io import describe_model
+    from matconv_port.eval.plan import get_protocol
+    from matconv_port.eval.runner import PREFETCH, _fit_shared_memory, plan_split
+    from matconv_port.eval.splits import read_split
+
+    streams = describe_model(StandInModel("fused"))
+    plans, _ = plan_split(read_split("ucf101", os.path.join(data, "splits"), 1), data, get_protocol("fusion-paper"),
+                          "fused", 0, False)
+    chunks = [c for i, p in enumerate(plans) for c in make_chunks(i, p, 20)]
+    ds = VideoChunkDataset(data, plans, chunks, streams.norm)
+    msgs = []
+    assert _fit_shared_memory(ds, 4, msgs.append, free=1 << 40) == 4 and not msgs
+    per_worker = (PREFETCH + 3) * ds.pool.slot_bytes
+    assert _fit_shared_memory(ds, 4, msgs.append, free=int(2.5 * per_worker / 0.8)) == 2
+    assert ds.pool.num_workers == 2 and "/dev/shm" in msgs[-1] and "using 2" in msgs[-1]
+    assert _fit_shared_memory(ds, 4, msgs.append, free=per_worker // 2) == 0 and ds.pool is None
