@@ -21,7 +21,8 @@ On CUDA the input batches come pinned (the ``DataLoader`` pins each chunk and gi
 its shared-memory slot back), are copied ``non_blocking``, mirrored and
 mean-subtracted on the GPU, and each batch's scores come back through a pinned
 buffer while the next batch's forward is already queued (:class:`_HostScores`), so
-the GPU does not wait for the host between batches.
+the GPU does not wait for the host between batches; the copy to the GPU runs on a
+side stream (:class:`_Uploader`), beside the previous batch's forward pass.
 """
 from __future__ import annotations
 
@@ -214,11 +215,36 @@ class _ScoreLog:
 
 
 # ----------------------------------------------------------------------------- forward
-def _forward(model: Any, streams: ModelStreams, res: ChunkResult, device: torch.device) -> torch.Tensor:
+class _Uploader:
+    """Host-to-device copies of a batch on a side CUDA stream, so that they overlap the
+    forward pass of the previous batch (queued on the main stream) instead of waiting
+    behind it; the main stream waits for the copy only. Nothing to do on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __call__(self, res: ChunkResult, device: torch.device) -> None:
+        if self.stream is None:
+            return
+        main = torch.cuda.current_stream(device)
+        with torch.cuda.stream(self.stream):
+            moved = [t.to(device, non_blocking=True) if t is not None else None for t in (res.rgb, res.flow)]
+        main.wait_stream(self.stream)
+        for t in moved:
+            if t is not None:
+                t.record_stream(main)  # allocated on the side stream, used on the main one
+        res.release()  # pinned copies (or staged pageable ones): the source may be reused
+        res.rgb, res.flow = moved
+
+
+def _forward(model: Any, streams: ModelStreams, res: ChunkResult, device: torch.device,
+             upload: _Uploader | None = None) -> torch.Tensor:
     """``heads x clips x K`` float32 on ``device``: raw scores averaged over space and
     frames of each clip (queued, not waited for, on CUDA)."""
     inputs: dict[str, torch.Tensor] = {}
     clips = len(res.clip_indices)
+    if upload is not None:
+        upload(res, device)
     rgb, flow = res.normalized(streams.norm, device)
     res.release()  # copied: the worker may reuse its buffer
     for var, t in ((streams.rgb_var, rgb), (streams.flow_var, flow)):
@@ -371,6 +397,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
     mine_done: dict[str, dict] = {}
     run_skipped: list[dict] = []
     in_flight: tuple[ChunkResult, _HostScores] | None = None
+    upload = _Uploader(device)
     num_classes_checked = False
 
     def store(res: ChunkResult, host: _HostScores) -> None:
@@ -412,7 +439,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
                 run_skipped.append({"video": plans[vi].video, "reason": res.error})
                 continue
             try:
-                scores = _HostScores(_forward(model, streams, res, device))
+                scores = _HostScores(_forward(model, streams, res, device, upload))
                 if in_flight is not None:  # read the previous batch once this one is queued
                     store(*in_flight)
             except torch.OutOfMemoryError:

@@ -1,5 +1,5 @@
 """Evaluation on the GPU (``pytest -m gpu``): the same scores and predictions as on CPU,
-and the pinned-memory / non-blocking path. Skipped with a reason where CUDA is
+and the pinned-memory / non-blocking / side-stream copy path. Skipped with a reason where CUDA is
 missing, unless ``MATCONV_PORT_GPU_TEST_DEVICE=cpu`` asks for the CPU dry run of the
 same code (then the device is the CPU and the pinning checks are skipped).
 
@@ -74,7 +74,7 @@ def test_eval_on_device_equals_cpu(setup):
 
 def test_pinned_non_blocking_path_matches_cpu():
     from matconv_port.eval.batches import ChunkResult, Normalization
-    from matconv_port.eval.runner import _HostScores
+    from matconv_port.eval.runner import _HostScores, _Uploader
 
     device = torch.device(DEVICE)
     g = torch.Generator().manual_seed(0)
@@ -87,8 +87,14 @@ def test_pinned_non_blocking_path_matches_cpu():
     if device.type == "cuda":
         res = res.pin_memory()  # what DataLoader(pin_memory=True) calls
         assert res.rgb.is_pinned() and res.flow.is_pinned()
+    up = ChunkResult(meta[0], meta[1], res.rgb.clone(), res.flow.clone(), *meta[2:])
+    if device.type == "cuda":
+        up = up.pin_memory()
+    _Uploader(device)(up, device)  # side-stream copy (CUDA), nothing on CPU
+    assert up.rgb.device.type == device.type
     got = res.normalized(norm, device)
-    for a, b in zip(got, want):
+    for a, b, c in zip(got, want, up.normalized(norm, device)):
+        assert torch.equal(c.cpu(), b)
         assert a.device.type == device.type
         assert torch.equal(a.cpu(), b)  # integers 0..255 minus a float32 mean: exact on both
     scores = torch.randn(2, 4, 101, device=device)
