@@ -55,6 +55,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from matconv_port.devices import resolve_device
+from matconv_port.errors import MatConvPortError
 from matconv_port.eval.batches import VideoChunkDataset, collate_single, make_chunks
 from matconv_port.eval.model_io import describe_model
 from matconv_port.eval.plan import get_protocol
@@ -239,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", default="tf32", choices=["exact", "tf32", "bf16"])
     ap.add_argument("--keep", default=None, help="prepare into this folder and keep it")
     args = ap.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except MatConvPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     videos = args.videos or (4 if args.small else 160)
