@@ -139,10 +139,10 @@ def normalize_cost(root, plans, chunks, norm) -> float:
 
 def e2e(device: str, clips: int = 2) -> dict:
     from matconv_port.fusion import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
     from matconv_port.network import MatConvNetModel
 
-    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1), vgg16_stream_netspec(20, 101, seed=2),
+    spec = build_fused_netspec(vgg16(101, "rgb", seed=1, init="he32", layout="paper"), vgg16(101, "flow", seed=2, init="he32", layout="paper"),
                                FusionOptions(frames=5))
     model = MatConvNetModel(spec).to(device).eval()
     from matconv_port.eval.model_io import score_vars

@@ -26,7 +26,7 @@ from torch import nn
 
 from matconv_port.fusion import FusionOptions, build_fused_netspec
 from matconv_port.fusion.describe import param_table
-from matconv_port.fusion.vgg import VGG16_BLOCKS, vgg16_stream_netspec
+from matconv_port.train.archs import VGG16_BLOCKS, vgg16
 from matconv_port.network import MatConvNetModel
 
 
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
               f"fusion {c['fusion'] / 1e6:.2f}M)  {label}")
 
     t0 = time.perf_counter()
-    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1), vgg16_stream_netspec(20, 101, seed=2),
+    spec = build_fused_netspec(vgg16(101, "rgb", seed=1, init="he32", layout="paper"), vgg16(101, "flow", seed=2, init="he32", layout="paper"),
                                FusionOptions(frames=args.frames))
     model = MatConvNetModel(spec, release_spec_values=True).eval()
     del spec

@@ -44,12 +44,12 @@ def _cpu_name() -> str:
 
 def build_model(frames: int, narrow: bool, size: int):
     from matconv_port.fusion import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
     from matconv_port.network import MatConvNetModel
 
     kw = {"widths": [4, 6, 8, 8, 8], "fc_width": 16, "fc6_size": max(1, size // 32)} if narrow else {}
-    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1, **kw), vgg16_stream_netspec(20, 101, seed=2, **kw),
-                               FusionOptions(frames=frames))
+    spec = build_fused_netspec(vgg16(101, "rgb", seed=1, init="he32", layout="paper", **kw),
+                               vgg16(101, "flow", seed=2, init="he32", layout="paper", **kw), FusionOptions(frames=frames))
     return MatConvNetModel(spec, release_spec_values=True).eval()
 
 

@@ -28,8 +28,6 @@ mirror; all crops of a frame), which :class:`VideoChunkDataset` assembles in
 """
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -38,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from matconv_port.data.frames import FrameReader, decode_jpeg, flow_path, read_jpeg, rgb_path  # noqa: F401  (re-exported)
 from matconv_port.errors import DataError
 from matconv_port.eval.plan import Clip, VideoPlan
 from matconv_port.eval.slot_pool import SlotPool, SlotRef, shared_empty, slot_views
@@ -57,28 +56,6 @@ __all__ = [
     "ChunkResult",
     "collate_single",
 ]
-
-Reader = Callable[[str, bool], np.ndarray]
-
-
-def rgb_path(root: str, video: str, frame: int) -> str:
-    """``root/jpegs_256/<video>/frame%06d.jpg`` (1-based frame number)."""
-    return os.path.join(root, "jpegs_256", video, f"frame{frame:06d}.jpg")
-
-
-def flow_path(root: str, axis: str, video: str, frame: int) -> str:
-    """``root/tvl1_flow/<u|v>/<video>/frame%06d.jpg`` (1-based flow frame number)."""
-    return os.path.join(root, "tvl1_flow", axis, video, f"frame{frame:06d}.jpg")
-
-
-def read_jpeg(path: str, grey: bool) -> np.ndarray:
-    """Decode a JPEG: ``H x W`` uint8 for ``grey``, else ``H x W x 3`` uint8 in RGB order.
-
-    Raises :class:`DataError` naming the file when it is missing or unreadable.
-    """
-    img = _read_bgr_or_grey(path, grey)
-    return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
 
 @dataclass(frozen=True)
 class Normalization:
@@ -360,8 +337,8 @@ class VideoChunkDataset(Dataset):
     """Chunks of clips of many videos, each item decoded and assembled in a worker.
 
     ``plans[i]`` is the plan of video ``i``; ``chunks`` the work items in order;
-    ``root`` the data root; ``reader(path, grey)`` decodes an image to RGB / grey
-    uint8 (default: OpenCV, BGR reordered without a copy). Errors (missing or
+    ``root`` the data root, read by a :class:`~matconv_port.data.frames.FrameReader`
+    keeping ``cache_size`` decoded images. Errors (missing or
     unreadable frames) come back in :attr:`ChunkResult.error` instead of raising, so
     a run can skip a video. Outputs are uint8 (4x less to move between processes than
     float32); mean subtraction happens on the model's device
@@ -369,14 +346,12 @@ class VideoChunkDataset(Dataset):
     """
 
     def __init__(self, root: str, plans: Sequence[VideoPlan], chunks: Sequence[Chunk], norm: Normalization,
-                 reader: Reader | None = None, cache_size: int = 64):
+                 cache_size: int = 64):
         self.root = root
         self.plans = list(plans)
         self.chunks = list(chunks)
         self.norm = norm
-        self.reader = reader
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.frames = FrameReader(root, cache_size)
         self.pool: SlotPool | None = None
 
     def __len__(self) -> int:
@@ -416,9 +391,9 @@ class VideoChunkDataset(Dataset):
         clip = plan.clips[self.chunks[0].clip_indices[0]]
         try:
             if self.norm.rgb_mean is not None:
-                hw = _read_bgr_or_grey(rgb_path(self.root, plan.video, clip.frames[0]), False).shape[:2]
+                hw = decode_jpeg(rgb_path(self.root, plan.video, clip.frames[0]), False).shape[:2]
             elif clip.flow:
-                hw = _read_bgr_or_grey(flow_path(self.root, "u", plan.video, clip.flow[0][0]), True).shape[:2]
+                hw = decode_jpeg(flow_path(self.root, "u", plan.video, clip.flow[0][0]), True).shape[:2]
             else:
                 return None
         except DataError:
@@ -428,28 +403,12 @@ class VideoChunkDataset(Dataset):
             self.pool = SlotPool(num_workers, slots_per_worker, nbytes)
         return self.pool
 
-    def _read(self, path: str, grey: bool) -> np.ndarray:
-        img = self._cache.get(path)
-        if img is None:
-            if self.reader is not None:
-                img = self.reader(path, grey)
-            else:
-                img = _read_bgr_or_grey(path, grey)
-            self._cache[path] = img
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(path)
-        if not grey and self.reader is None:
-            return img[:, :, ::-1]  # BGR -> RGB as a view
-        return img
-
     def __getitem__(self, i: int) -> ChunkResult:
         chunk = self.chunks[i]
         plan = self.plans[chunk.video_index]
         video = plan.video
-        get_rgb = (lambda f: self._read(rgb_path(self.root, video, f), False)) if self.norm.rgb_mean is not None else None
-        get_flow = (lambda a, k: self._read(flow_path(self.root, a, video, k), True)) if self.norm.flow_mean is not None else None
+        get_rgb = (lambda f: self.frames.rgb(video, f)) if self.norm.rgb_mean is not None else None
+        get_flow = (lambda a, k: self.frames.flow(a, video, k)) if self.norm.flow_mean is not None else None
         clips = [plan.clips[c] for c in chunk.clip_indices]
         keys: list[tuple] = []
         base_index = []
@@ -498,20 +457,6 @@ class VideoChunkDataset(Dataset):
         return ChunkResult(chunk.video_index, chunk.clip_indices, rgb, flow, None,
                            clips[0].crop is not None, tuple(base_index), tuple(c.flip for c in clips),
                            used, self.pool if used is not None else None)
-
-
-def _read_bgr_or_grey(path: str, grey: bool) -> np.ndarray:
-    """Decode a JPEG as OpenCV gives it (BGR or grey); one-line DataError naming the file."""
-    try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: frame missing") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read frame ({exc.strerror})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise DataError(f"{path}: not a readable JPEG image")
-    return img
 
 
 def collate_single(items: list[ChunkResult]) -> ChunkResult:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from matconv_port.data.average_image import average_image, mean_hw, mean_image
 from matconv_port.errors import ModelFormatError
 from matconv_port.eval.batches import Normalization
 
@@ -60,19 +61,13 @@ def score_vars(model: Any) -> list[str]:
 
 
 def _means(avg: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Per-channel mean vector and, for a full mean image, ``C x H x W``."""
-    if avg is None:
+    """Per-channel mean vector (MATLAB's ``mean(mean(avg, 1), 2)`` as the original test
+    code takes it: a ``1 x C`` vector gives ONE value; see
+    :mod:`matconv_port.data.average_image`) and, for a full mean image, ``C x H x W``."""
+    vec = mean_hw(avg, vector_as_channels=False)
+    if vec is None:
         return None, None
-    a = np.asarray(avg, dtype=np.float64)
-    if a.size == 0:
-        return None, None
-    if a.ndim == 1:
-        return a.astype(np.float32), None
-    if a.ndim == 2:  # H x W, one channel
-        a = a[:, :, None]
-    vec = a.reshape(-1, a.shape[-1]).mean(axis=0).astype(np.float32) if a.ndim == 3 else a.ravel().astype(np.float32)
-    img = np.ascontiguousarray(a.transpose(2, 0, 1)).astype(np.float32) if a.ndim == 3 and a.shape[0] * a.shape[1] > 1 else None
-    return vec, img
+    return vec.reshape(-1, order="F").astype(np.float32), mean_image(avg)
 
 
 def describe_model(model: Any, flow_channels_default: int = 20) -> ModelStreams:
@@ -83,7 +78,7 @@ def describe_model(model: Any, flow_channels_default: int = 20) -> ModelStreams:
     size = _get(norm_meta, "imageSize")
     size_arr = np.asarray(size, dtype=float).ravel() if size is not None else np.zeros(0)
     input_size = (int(size_arr[0]), int(size_arr[1])) if size_arr.size >= 2 else (224, 224)
-    vec, img = _means(_get(norm_meta, "averageImage"))
+    vec, img = _means(average_image(meta))
     names = _get(meta, "classes", "name")
     classes = tuple(str(c) for c in names) if isinstance(names, (list, tuple)) else ()
     svars = tuple(score_vars(model))

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from matconv_port.data.frames import frame_size as stored_frame_size, rgb_dir
 from matconv_port.devices import resolve_device
 from matconv_port.errors import DataError, MatConvPortError
 from matconv_port.eval import metrics, report, shards
@@ -122,10 +123,10 @@ def plan_split(split: Split, data_root: str, protocol: Protocol, stream: str, se
         try:
             n = count_frames(data_root, v.name)
             if n == 0:
-                raise DataError(f"video {v.name}: no frames in {os.path.join(data_root, 'jpegs_256', v.name)}")
+                raise DataError(f"video {v.name}: no frames in {rgb_dir(data_root, v.name)}")
             size = frame_size
             if size is None:
-                size = _first_frame_size(data_root, v.name) if protocol.crops else STORED_FRAME_SIZE
+                size = stored_frame_size(data_root, v.name) if protocol.crops else STORED_FRAME_SIZE
             plans.append(plan_video(protocol, v.name, v.label, n, stream=stream, seed=seed, frame_size=size,
                                     crop_size=crop_size, flow_channels=flow_channels))
         except DataError as exc:
@@ -133,18 +134,6 @@ def plan_split(split: Split, data_root: str, protocol: Protocol, stream: str, se
                 raise
             skipped.append({"video": v.name, "reason": str(exc)})
     return plans, skipped
-
-
-def _first_frame_size(root: str, video: str) -> tuple[int, int]:
-    import cv2
-
-    from matconv_port.eval.batches import rgb_path
-
-    path = rgb_path(root, video, 1)
-    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise DataError(f"{path}: frame missing or unreadable (video {video})")
-    return int(img.shape[0]), int(img.shape[1])
 
 
 # ----------------------------------------------------------------------------- scores log

@@ -23,6 +23,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from matconv_port.data.frames import rgb_dir
 from matconv_port.errors import DataError
 
 __all__ = ["Video", "Split", "read_split", "read_ucf101_split", "read_hmdb51_split", "count_frames", "HMDB51_CLASSES"]
@@ -144,7 +145,7 @@ def count_frames(data_root: str, video: str) -> int:
     This is the original's ``imdb.images.nFrames`` (``dir(fullfile(imageDir, vid, '*.jpg'))``).
     Raises :class:`DataError` if the folder is missing.
     """
-    folder = os.path.join(data_root, "jpegs_256", video)
+    folder = rgb_dir(data_root, video)
     try:
         with os.scandir(folder) as it:
             return sum(1 for e in it if e.name.endswith(".jpg"))

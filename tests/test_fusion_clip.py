@@ -132,10 +132,10 @@ def test_full_size_vgg16_parameter_counts():
     (1000 classes); the paper's fusion adds a 3x3x3x1024x512 Conv3D."""
     from matconv_port.fusion import FusionOptions, build_fused_netspec
     from matconv_port.fusion.describe import param_table
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
 
-    assert count_params(vgg16_stream_netspec(3, 1000, values="shape"))["total"] == 138_357_544
-    a, b = vgg16_stream_netspec(3, 101, values="shape"), vgg16_stream_netspec(20, 101, values="shape")
+    assert count_params(vgg16(1000, "rgb", init="shape", layout="paper"))["total"] == 138_357_544
+    a, b = vgg16(101, "rgb", init="shape", layout="paper"), vgg16(101, "flow", init="shape", layout="paper")
     fused = build_fused_netspec(a, b, FusionOptions())
     assert fused.params["conv3Df"].value.shape == (3, 3, 3, 1024, 512)
     c = count_params(fused)

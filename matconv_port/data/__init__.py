@@ -11,8 +11,10 @@ motion from RGB frame ``k`` to ``k + 1``. Flow values are clipped to [-20, 20] p
 and mapped linearly to 0..255 grey (128 = no motion), as the authors' extraction tool
 (``feichtenhofer/gpu_flow``) wrote the released UCF101/HMDB51 flow.
 
-Modules: :mod:`.video_io` (decoding, resizing), :mod:`.flow` (flow methods and the
-grey encoding), :mod:`.writers` (atomic JPEG writing, layout, done-markers),
+Modules: :mod:`.frames` (the layout's paths and the JPEG reader, for prepare, eval and
+train), :mod:`.average_image` (the one reading of ``meta.normalization.averageImage``),
+:mod:`.video_io` (decoding, resizing), :mod:`.flow` (flow methods and the
+grey encoding), :mod:`.writers` (atomic JPEG writing, done-markers),
 :mod:`.prepare` (the parallel, resumable driver), :mod:`.splits` (UCF101-format split
 lists), :mod:`.synthetic` (the demo dataset), :mod:`.example_videos` (small test videos).
 """

@@ -24,12 +24,10 @@ import numpy as np
 
 from matconv_port.atomic import atomic_write_bytes  # noqa: F401  (re-exported)
 from matconv_port.data.flow import flow_to_gray
+from matconv_port.data.frames import FLOW_DIR, FRAME_PATTERN, RGB_DIR, flow_path, rgb_path
 from matconv_port.errors import DataError
 
-RGB_DIR = "jpegs_256"
-FLOW_DIR = "tvl1_flow"
 DONE_DIR = ".prepare_done"
-FRAME_PATTERN = "frame{:06d}.jpg"
 #: OpenCV's default JPEG quality (what gpu_flow's ``imwrite`` used).
 JPEG_QUALITY = 95
 
@@ -45,15 +43,13 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int = JPEG_QUALITY)
 
 
 def rgb_frame_path(root: str | Path, video: str, k: int) -> Path:
-    """``root/jpegs_256/<video>/frame%06d.jpg`` for 1-based frame ``k``."""
-    return Path(root) / RGB_DIR / video / FRAME_PATTERN.format(k)
+    """``root/jpegs_256/<video>/frame%06d.jpg`` for 1-based frame ``k`` (:func:`~.frames.rgb_path`)."""
+    return Path(rgb_path(os.fspath(root), video, k))
 
 
 def flow_frame_path(root: str | Path, axis: str, video: str, k: int) -> Path:
     """``root/tvl1_flow/<axis>/<video>/frame%06d.jpg``; ``axis`` is ``"u"`` or ``"v"``; ``k`` 1-based."""
-    if axis not in ("u", "v"):
-        raise ValueError(f"flow axis must be 'u' or 'v', not {axis!r}")
-    return Path(root) / FLOW_DIR / axis / video / FRAME_PATTERN.format(k)
+    return Path(flow_path(os.fspath(root), axis, video, k))
 
 
 def done_marker_path(root: str | Path, video: str) -> Path:

@@ -5,8 +5,9 @@ var and param order, block properties, initial values, learning rates).
 Tower A is the RGB ("spatial") net, tower B the flow ("temporal") net. The steps:
 
 1. In each tower, the layer before the first ``dagnn.Loss`` is renamed ``prediction``.
-2. ``meta.normalization.averageImage`` of each is averaged over H and W; the fused
-   mean is ``cat(3, B's, A's)`` (flow channels first).
+2. ``meta.normalization.averageImage`` of each is averaged over H and W
+   (:func:`~matconv_port.data.average_image.mean_hw`; a ``1 x C`` vector is read as C
+   channel means); the fused mean is ``cat(3, B's, A's)`` (flow channels first).
 3. Layers, vars (except ``label``) and params get the suffix ``_spatial`` /
    ``_temporal`` (each tower is re-created from its struct first, which re-orders
    vars and params by first appearance, as ``loadobj`` does).
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from matconv_port.data.average_image import mean_hw
 from matconv_port.errors import ModelFormatError
 from matconv_port.fusion import surgery as S
 from matconv_port.fusion.init import INIT_METHODS, conv3d_fusion_filter, init_weight
@@ -135,30 +137,6 @@ def filter_stride(value: Any) -> list[float]:
     """``dagnn.Filter``'s ``set.stride``: a scalar -> 2 copies."""
     stride = _as_list(value)
     return stride * 2 if len(stride) == 1 else stride
-
-
-def _matlab_mean_hw(avg: Any) -> np.ndarray | None:
-    """``mean(mean(avg, 1), 2)`` with MATLAB/Octave's sequential accumulation in the
-    array's own precision (single stays single). Vectors are taken as ``1 x 1 x C``."""
-    if avg is None:
-        return None
-    arr = np.asarray(avg)
-    if arr.size == 0:
-        return None
-    if arr.ndim == 1 or (arr.ndim == 2 and 1 in arr.shape):
-        arr = arr.reshape(1, 1, -1, order="F")  # a channel vector (port's reading; MATLAB would average it)
-    while arr.ndim < 3:
-        arr = arr[..., None]
-    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    arr = arr.astype(dtype)
-    for axis in (0, 1):
-        n = arr.shape[axis]
-        moved = np.moveaxis(arr, axis, 0)
-        acc = np.zeros(moved.shape[1:], dtype=dtype)
-        for row in moved:
-            acc = (acc + row).astype(dtype)
-        arr = np.moveaxis((acc / dtype.type(n)).astype(dtype)[None], 0, axis)
-    return arr
 
 
 def _cat_means(mean_b: np.ndarray | None, mean_a: np.ndarray | None) -> np.ndarray | None:
@@ -340,7 +318,7 @@ def build_fused_netspec(spec_a: NetSpec, spec_b: NetSpec, options: FusionOptions
     norm_b = meta_b.setdefault("normalization", {})
     if not isinstance(norm_b, dict):
         norm_b = meta_b["normalization"] = {}
-    fused_mean = _cat_means(_matlab_mean_hw(norm_b.get("averageImage")), _matlab_mean_hw(norm_a.get("averageImage")))
+    fused_mean = _cat_means(mean_hw(norm_b.get("averageImage")), mean_hw(norm_a.get("averageImage")))
     if fused_mean is not None:
         norm_b["averageImage"] = fused_mean
     net_b.meta = meta_b
@@ -421,15 +399,12 @@ def build_fused_netspec(spec_a: NetSpec, spec_b: NetSpec, options: FusionOptions
     norm = net.meta.setdefault("normalization", {})
     norm["rgbVariance"] = []
     if opts.dropout_rate is not None:
-        for layer in net.layers:
-            if layer.type == "dagnn.DropOut":
-                layer.block["rate"] = float(opts.dropout_rate)
+        S.set_dropout(net, opts.dropout_rate)
 
     net.layers = [l for l in net.layers if "err" not in l.name]
     S.rebuild(net)
-    for layer in list(net.layers):
-        if layer.type == "dagnn.Loss" and "err" not in str(layer.block.get("loss", "softmaxlog")):
-            S.add_layer(net, f"err1_{layer.name[-8:]}", "dagnn.Loss", {"loss": "classerror", "opts": []},
+    for layer in S.objective_losses(net.layers):
+        S.add_layer(net, f"err1_{layer.name[-8:]}", "dagnn.Loss", {"loss": "classerror", "opts": []},
                         list(layer.inputs), ["error"])
 
     net.meta["curNumFrames"] = _frames_after_eval(net, int(opts.frames))

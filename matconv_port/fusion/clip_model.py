@@ -16,7 +16,8 @@ Conventions (those of the original code, ``cnn_ucf101_get_im_flow_batch.m`` and
   MAPS.
 * Mean subtraction happens inside: the net's ``meta.normalization.averageImage``
   (``1 x 1 x 23``: 20 flow means, then 3 RGB means) averaged over H, W is subtracted
-  per channel, as getBatch does before ``net.eval``.
+  per channel, as getBatch does before ``net.eval``
+  (:func:`~matconv_port.data.average_image.channel_means`).
 * The ``N x T`` frames become ``N*T`` items, frames fastest (item = video * T +
   frame), with ``net.meta.curBatchSize = N``.
 * Per head (each loss layer's prediction input, e.g. ``x38_spatial``), the raw class
@@ -29,10 +30,10 @@ strict=False)``; dict output). A trace is specialised to its T, H and W.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
+from matconv_port.data.average_image import average_image, channel_means
 from matconv_port.errors import ModelFormatError, ShapeError
 from matconv_port.netspec import unique_name
 
@@ -63,7 +64,7 @@ class TwoStreamClipModel(nn.Module):
         used: set[str] = set()
         self.head_keys = [_head_key(producers.get(v, v), v, used) for v in self.heads]
         flow_ch, rgb_ch = self._input_channels(model)
-        mean = self._mean(model.meta, flow_ch + rgb_ch)
+        mean = channel_means(average_image(model.meta), flow_ch + rgb_ch, what="the net's inputs (flow, then RGB)")
         self.register_buffer("flow_mean", torch.tensor(mean[:flow_ch], dtype=model.dtype).view(1, 1, flow_ch, 1, 1))
         self.register_buffer("rgb_mean", torch.tensor(mean[flow_ch:], dtype=model.dtype).view(1, 1, rgb_ch, 1, 1))
         self.flow_channels, self.rgb_channels = flow_ch, rgb_ch
@@ -87,21 +88,6 @@ class TwoStreamClipModel(nn.Module):
             raise ModelFormatError(f"{model.source or 'network'}: cannot tell the channels of input {var!r}")
 
         return width(self.flow_var), width(self.rgb_var)
-
-    @staticmethod
-    def _mean(meta: dict, channels: int) -> np.ndarray:
-        norm = meta.get("normalization", {}) if isinstance(meta, dict) else {}
-        avg = norm.get("averageImage") if isinstance(norm, dict) else None
-        if avg is None or np.size(avg) == 0:
-            return np.zeros(channels, dtype=np.float64)
-        arr = np.asarray(avg, dtype=np.float64)
-        if arr.ndim >= 3:
-            arr = arr.mean(axis=(0, 1))
-        arr = arr.reshape(-1, order="F")
-        if arr.size != channels:
-            raise ModelFormatError(f"meta.normalization.averageImage has {arr.size} channels; the net's inputs "
-                                   f"take {channels} (flow then RGB)")
-        return arr
 
     # ------------------------------------------------------------------ running
     @property

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from matconv_port.fusion.surgery import objective_losses
 from matconv_port.netspec import LayerSpec, NetSpec
 
 SPATIAL, TEMPORAL = "_spatial", "_temporal"
@@ -81,7 +82,7 @@ def describe_fusion(model_or_spec: Any) -> list[str]:
                 ps = l.block.get("poolSize")
                 extra = f", pool {'x'.join(str(int(x)) for x in np.ravel(ps))}" if ps is not None else ""
             lines.append(f"  {l.name} ({l.type}){extra}: {', '.join(l.inputs)} -> {', '.join(l.outputs)}")
-    heads = [l for l in layers if l.type == "dagnn.Loss" and "err" not in str(l.block.get("loss", ""))]
+    heads = objective_losses(layers)
     preds = []
     for h in heads:
         if h.inputs and h.inputs[0] not in preds:
@@ -116,10 +117,10 @@ def param_table(num_classes: int = 101, frames: int = 5) -> list[tuple[str, dict
     (RGB 3 channels, flow 20), shapes only (no weights materialised except the fusion
     filters). The first row is late fusion: the two stream nets themselves."""
     from matconv_port.fusion.build import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
 
-    a = vgg16_stream_netspec(3, num_classes, values="shape")
-    b = vgg16_stream_netspec(20, num_classes, values="shape")
+    a = vgg16(num_classes, "rgb", init="shape", layout="paper")
+    b = vgg16(num_classes, "flow", init="shape", layout="paper")
     rows = []
     for label, kw in PARAM_VARIANTS:
         if not kw and label.startswith("late"):

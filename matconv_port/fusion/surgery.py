@@ -46,11 +46,9 @@ def add_param(spec: NetSpec, name: str) -> NetSpec:
 
 
 def rebuild(spec: NetSpec) -> NetSpec:
-    """``DagNN.rebuild``: drop vars no layer uses and params no layer uses (order kept)."""
-    used_vars = {n for l in spec.layers for n in list(l.inputs) + list(l.outputs)}
-    spec.vars = [v for v in spec.vars if v.name in used_vars]
-    used_params = {p for l in spec.layers for p in l.params}
-    spec.params = {k: p for k, p in spec.params.items() if k in used_params}
+    """``DagNN.rebuild``: drop vars no layer uses and params no layer uses (order kept;
+    :meth:`NetSpec.rebuild_vars`)."""
+    spec.rebuild_vars()
     return spec
 
 
@@ -154,15 +152,7 @@ def _new_layer(name: str, mcn_type: str, block: dict[str, Any], inputs, outputs,
 def add_layer(spec: NetSpec, name: str, mcn_type: str, block: dict[str, Any], inputs, outputs,
               params=()) -> NetSpec:
     """``DagNN.addLayer``: append a layer (its new vars, then new params, are appended)."""
-    if any(l.name == name for l in spec.layers):
-        raise ModelFormatError(f"{_where(spec)}: there is already a layer with name {name!r}")
-    layer = _new_layer(name, mcn_type, block, inputs, outputs, params)
-    spec.layers.append(layer)
-    for n in layer.inputs + layer.outputs:
-        add_var(spec, n)
-    for p in layer.params:
-        add_param(spec, p)
-    return rebuild(spec)
+    return add_layer_at(spec, len(spec.layers) - 1, name, mcn_type, block, inputs, outputs, params)
 
 
 def add_layer_at(spec: NetSpec, after: int, name: str, mcn_type: str, block: dict[str, Any], inputs, outputs,
@@ -198,6 +188,27 @@ def keep_layers(spec: NetSpec, count: int) -> NetSpec:
     """``net.layers = net.layers(1:count); net.rebuild``."""
     spec.layers = spec.layers[:count]
     return rebuild(spec)
+
+
+def set_dropout(spec: NetSpec, rate: float) -> NetSpec:
+    """Every DropOut layer's rate (``net.layers(i).block.rate = rate``, as the fusion
+    and single-stream scripts set ``dropOutRatio``)."""
+    for layer in spec.layers:
+        if layer.type == "dagnn.DropOut":
+            layer.block["rate"] = float(rate)
+    return spec
+
+
+# ---------------------------------------------------------------------------- losses
+def is_error_layer(layer: LayerSpec) -> bool:
+    """An error counter (``top1error``, ``err1_*``; a ``classerror`` / ``topkerror``
+    Loss): its name or its loss contains ``err``, as the scripts' ``strfind(name, 'err')``."""
+    return "err" in layer.name or (layer.type == "dagnn.Loss" and "err" in str(layer.block.get("loss", "")))
+
+
+def objective_losses(layers: Iterable[LayerSpec]) -> list[LayerSpec]:
+    """The Loss layers that are objectives (what ``derOutputs`` lists), not error counters."""
+    return [l for l in layers if l.type == "dagnn.Loss" and not is_error_layer(l)]
 
 
 # ---------------------------------------------------------------------------- learning rates

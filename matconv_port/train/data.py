@@ -1,28 +1,28 @@
 """Training data: the split's videos, reading frames and flow, assembling sub-batches.
 
-Layout (SPEC section 4): ``DATA_ROOT/jpegs_256/<video>/frame%06d.jpg`` (RGB) and
-``DATA_ROOT/tvl1_flow/{u,v}/<video>/frame%06d.jpg`` (grey flow, 128 = no motion).
+Frames are read by :class:`~matconv_port.data.frames.FrameReader` (the layout of SPEC
+section 4: ``jpegs_256/`` RGB, ``tvl1_flow/{u,v}/`` grey flow, 128 = no motion).
 
 A sub-batch becomes MatConvNet's inputs in PyTorch layout: ``input`` (RGB,
 ``N x 3 x H x W``), ``input_flow`` (``N x 20 x H x W``; for a flow-only net the flow
 goes to ``input``), ``N = videos x frames`` with frames fastest, values on 0..255
-minus the net's per-channel mean (``normalization.averageImage`` averaged over
-``H, W``; the fused net's 23 values are flow's 20 then RGB's 3), and ``label``
+minus the net's per-channel mean (:func:`~matconv_port.data.average_image.channel_means`
+of ``normalization.averageImage``; the fused net's 23 values are flow's 20 then RGB's 3), and ``label``
 (1-based, one per video). Crops are resized with bicubic interpolation
 (``cv2.INTER_CUBIC``; MATLAB's ``imresize`` default, without its antialiasing).
 """
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from threading import Lock
 
 import cv2
 import numpy as np
 import torch
 
+from matconv_port.data.average_image import average_image, channel_means
+from matconv_port.data.frames import FrameReader, frame_size  # noqa: F401  (frame_size: re-exported for the loop)
 from matconv_port.errors import DataError
 from matconv_port.train.sampling import ClipPlan
 
@@ -46,62 +46,6 @@ def split_videos(data_root: str, split: int, dataset: str = "ucf101", splits_dir
     if not vids:
         raise DataError(f"{sd}: split {split} has no {which} videos")
     return list(sp.classes), [TrainVideo(v.name, v.label, count_frames(data_root, v.name)) for v in vids]
-
-
-def frame_size(data_root: str, video: str) -> tuple[int, int]:
-    """(height, width) of the stored RGB frames of ``video``."""
-    img = _imread(rgb_path(data_root, video, 1), cv2.IMREAD_COLOR)
-    return int(img.shape[0]), int(img.shape[1])
-
-
-def rgb_path(root: str, video: str, k: int) -> str:
-    return os.path.join(root, "jpegs_256", video, f"frame{k:06d}.jpg")
-
-
-def flow_path(root: str, axis: str, video: str, k: int) -> str:
-    return os.path.join(root, "tvl1_flow", axis, video, f"frame{k:06d}.jpg")
-
-
-def _imread(path: str, flags: int) -> np.ndarray:
-    img = cv2.imread(path, flags)
-    if img is None:
-        raise DataError(f"{path}: missing or unreadable frame")
-    return img
-
-
-class FrameReader:
-    """Reads RGB frames (``H x W x 3``, RGB order) and flow components (``H x W``) as
-    float32 on 0..255, with an optional LRU cache of ``cache`` decoded images."""
-
-    def __init__(self, data_root: str, cache: int = 0):
-        self.root = data_root
-        self.cache = int(cache)
-        self._store: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = Lock()
-
-    def _get(self, path: str, color: bool) -> np.ndarray:
-        if self.cache:
-            with self._lock:
-                hit = self._store.get(path)
-                if hit is not None:
-                    self._store.move_to_end(path)
-                    return hit
-        img = _imread(path, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
-        if color:
-            img = img[:, :, ::-1]
-        img = np.ascontiguousarray(img)
-        if self.cache:
-            with self._lock:
-                self._store[path] = img
-                while len(self._store) > self.cache:
-                    self._store.popitem(last=False)
-        return img
-
-    def rgb(self, video: str, k: int) -> np.ndarray:
-        return self._get(rgb_path(self.root, video, k), True)
-
-    def flow(self, axis: str, video: str, k: int) -> np.ndarray:
-        return self._get(flow_path(self.root, axis, video, k), False)
 
 
 def _augment(stack: np.ndarray, plan: ClipPlan, u_channels: list[int]) -> np.ndarray:
@@ -143,20 +87,6 @@ def load_clip(reader: FrameReader, plan: ClipPlan, kind: str) -> np.ndarray:
     return np.stack(out)
 
 
-def channel_mean(meta: dict, channels: int) -> np.ndarray:
-    """Per-channel mean from ``meta.normalization.averageImage`` (averaged over H, W);
-    zeros when the net has none (MatConvNet's empty averageImage)."""
-    avg = (meta.get("normalization") or {}).get("averageImage") if isinstance(meta, dict) else None
-    if avg is None or np.size(avg) == 0:
-        return np.zeros(channels, np.float32)
-    arr = np.asarray(avg, dtype=np.float64)
-    arr = arr.reshape(arr.shape + (1,) * (3 - arr.ndim)) if arr.ndim < 3 else arr
-    mean = arr.mean(axis=(0, 1)).reshape(-1)
-    if mean.size != channels:
-        raise DataError(f"averageImage has {mean.size} channels, the net's input has {channels}")
-    return mean.astype(np.float32)
-
-
 @dataclass
 class Batch:
     inputs: dict[str, torch.Tensor]
@@ -171,7 +101,7 @@ class BatchAssembler:
         self.kind = kind
         self.reader = FrameReader(data_root, cache)
         channels = {"rgb": 3, "flow": 20, "fusion": 23}[kind]
-        self.mean = channel_mean(meta, channels)
+        self.mean = channel_means(average_image(meta), channels).astype(np.float32)
         self.input_names = input_names  # {"rgb": "input", "flow": "input_flow"}
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads))
 

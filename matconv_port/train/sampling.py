@@ -44,6 +44,7 @@ import numpy as np
 
 from matconv_port.errors import DataError
 from matconv_port.eval.matlab import colon
+from matconv_port.eval.sampling import flow_stack as flow_stack_frames  # noqa: F401  (one implementation; the loop imports it here)
 from matconv_port.eval.sampling import pad_samples
 
 FLOW_STACK = 20
@@ -63,16 +64,6 @@ class ClipPlan:
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     flip: bool = False
     out_size: tuple[int, int] = (224, 224)
-
-
-def flow_stack_frames(frame: int, stack: int = FLOW_STACK) -> list[int]:
-    """Flow frame numbers for the stack around RGB frame ``frame``: ``f-h .. f+h-1``
-    (``h = stack/4``), each twice (u then v)."""
-    h = stack // 4
-    out: list[int] = []
-    for off in range(-h, h):
-        out += [frame + off, frame + off]
-    return out
 
 
 def temporal_stride_random_frames(n: int, stride: int, num: int = 5, stack: int = FLOW_STACK,
