@@ -13,7 +13,7 @@ split 1, 3,783 test videos, takes under 6.5 minutes):
   the dataset);
 * model: the paper's fused two-stream VGG-16 (``relu5_3`` Conv3D fusion, 3-D pooling,
   101 classes; :func:`~matconv_port.fusion.build_fused_netspec` over two
-  :func:`~matconv_port.fusion.vgg.vgg16_stream_netspec`), random weights, run in
+  :func:`~matconv_port.train.archs.vgg16` in the paper's layout), random weights, run in
   ``--precision`` (default ``tf32``); ``--small``: the same graph with narrow layers;
 * protocol ``fusion-paper``: 20 clips x 5 frames x (3 + 20) channels of whole
   256 x 340 frames per video, decoded by ``--workers`` DataLoader processes
@@ -109,14 +109,12 @@ def prepare_data(root: str, frames: int, videos: int, classes: int = 2, size: tu
 
 def build_model(small: bool, device: torch.device, precision: str):
     from matconv_port.fusion import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
     from matconv_port.network import MatConvNetModel
+    from matconv_port.train.archs import vgg16
 
-    kw = dict(widths=[8, 8, 16, 16, 16], fc_width=32, fc6_size=1) if small else {}
-    towers = [vgg16_stream_netspec(c, NUM_CLASSES, seed=c, **kw) for c in (3, 20)]
-    if small:
-        for t in towers:
-            t.meta["normalization"]["imageSize"][:2] = [float(SMALL_INPUT), float(SMALL_INPUT)]
+    kw = dict(widths=(8, 8, 16, 16, 16), fc_width=32, fc6_size=1, image_size=(SMALL_INPUT, SMALL_INPUT)) if small else {}
+    towers = [vgg16(NUM_CLASSES, stream, seed=seed, init="he32", layout="paper", **kw)
+              for stream, seed in (("rgb", 1), ("flow", 2))]
     spec = build_fused_netspec(towers[0], towers[1], FusionOptions(frames=5))
     return MatConvNetModel(spec, precision=precision).to(device).eval()
 

@@ -35,17 +35,14 @@ VIDEOS = {"v_c0_g01_c01": ("c0", 70), "v_c1_g01_c01": ("c1", 90)}
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from matconv_port.fusion import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
     from matconv_port.network import MatConvNetModel
     from matconv_port.serialization import save_converted
+    from matconv_port.train.archs import vgg16
 
     tmp = tmp_path_factory.mktemp("gpu_eval")
     root = make_dataset(str(tmp / "data"), VIDEOS, CLASSES, size=(32, 40))
-    towers = [vgg16_stream_netspec(c, len(CLASSES), seed=c, widths=[8, 8, 16, 16, 16], fc_width=32, fc6_size=1)
-              for c in (3, 20)]
-    for t in towers:
-        t.meta["normalization"]["imageSize"][:2] = [24.0, 24.0]
-        t.meta["classes"] = {"name": CLASSES}
+    towers = [vgg16(len(CLASSES), stream, CLASSES, seed=seed, init="he32", layout="paper", image_size=(24, 24),
+                    widths=(8, 8, 16, 16, 16), fc_width=32, fc6_size=1) for stream, seed in (("rgb", 3), ("flow", 20))]
     model = str(tmp / "fused.pt")
     save_converted(MatConvNetModel(build_fused_netspec(towers[0], towers[1], FusionOptions(frames=5))), model)
     return tmp, root, model
