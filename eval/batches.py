@@ -175,6 +175,24 @@ def gather_clip(
     return rgb_out, flow_out
 
 
+_DEVICE_MEANS: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def _mean_on(mean: np.ndarray, device: torch.device, image: bool) -> torch.Tensor:
+    """``mean`` as a float32 tensor on ``device`` (``C x 1 x 1``, or as it is for a mean
+    image), copied there once per array and device: a copy from pageable host memory
+    would make a CUDA stream wait for all work queued before it."""
+    key = (id(mean), f"{device}:{int(image)}")
+    hit = _DEVICE_MEANS.get(key)
+    if hit is None or hit[0] is not mean:
+        m = torch.as_tensor(np.asarray(mean, np.float32))
+        m = (m if image else m[:, None, None]).to(device)
+        if len(_DEVICE_MEANS) > 64:
+            _DEVICE_MEANS.clear()
+        hit = _DEVICE_MEANS[key] = (mean, m)  # the array is kept: its id stays its own
+    return hit[1]
+
+
 def normalize(x: torch.Tensor | np.ndarray, mean: np.ndarray, mean_image: np.ndarray | None = None,
               cropped: bool = False) -> torch.Tensor:
     """Stage 2 (on the model's device): float32 ``x - mean`` over the channel axis
@@ -182,11 +200,13 @@ def normalize(x: torch.Tensor | np.ndarray, mean: np.ndarray, mean_image: np.nda
     (not mirrored for flipped crops: the original subtracts after flipping)."""
     t = torch.as_tensor(x)
     t = t.to(torch.float32) if t.dtype != torch.float32 else t.clone()
+    return t.sub_(_mean_for(t, mean, mean_image, cropped))
+
+
+def _mean_for(t: torch.Tensor, mean: np.ndarray, mean_image: np.ndarray | None, cropped: bool) -> torch.Tensor:
     if cropped and mean_image is not None and tuple(mean_image.shape[1:]) == tuple(t.shape[-2:]):
-        m = torch.as_tensor(mean_image, dtype=torch.float32, device=t.device)
-    else:
-        m = torch.as_tensor(np.asarray(mean, np.float32), device=t.device)[:, None, None]
-    return t.sub_(m)
+        return _mean_on(mean_image, t.device, True)
+    return _mean_on(mean, t.device, False)
 
 
 def assemble_clip(
@@ -263,9 +283,16 @@ class ChunkResult:
 
     def normalized(self, norm: Normalization, device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``clips x T x C x H x W`` float32 tensors on ``device``: mirrored where the
-        clip says so (u inverted: ``255 - u`` in uint8, then converted), then
-        mean-subtracted (:func:`normalize`). They never share memory with
-        :attr:`rgb` / :attr:`flow`."""
+        clip says so (u inverted: ``255 - u``), then mean-subtracted (as
+        :func:`normalize`). They never share memory with :attr:`rgb` / :attr:`flow`.
+
+        Everything after the one host-to-device copy (``non_blocking``: asynchronous
+        from pinned memory) runs on ``device`` without waiting for it: clips are
+        taken by plain indexing (an index tensor built on the host would be a
+        synchronising copy), the means are on the device already (:func:`_mean_on`).
+        The values equal the uint8 path's: ``255 - u`` and the conversion of
+        integers 0..255 are exact in float32.
+        """
         out = []
         idx = list(self.base_index) or list(range(len(self.clip_indices)))
         flips = list(self.flips) or [False] * len(idx)
@@ -275,15 +302,12 @@ class ChunkResult:
                 out.append(None)
                 continue
             t = t.to(device, non_blocking=True)
-            clips = t[idx]  # advanced indexing: a copy
-            fl = torch.tensor(flips, device=t.device)
-            if bool(fl.any()):
-                sel = fl.nonzero().flatten()
-                mirrored = clips[sel].flip(-1)
-                if is_flow:
-                    mirrored[:, :, 0::2] = 255 - mirrored[:, :, 0::2]
-                clips[sel] = mirrored
-            out.append(normalize(clips, mean, image, self.cropped))
+            clips = torch.empty((len(idx), *t.shape[1:]), dtype=torch.float32, device=t.device)
+            for j, (b, flip) in enumerate(zip(idx, flips)):
+                clips[j].copy_(t[b].flip(-1) if flip else t[b])
+                if flip and is_flow:
+                    clips[j, :, 0::2].neg_().add_(255.0)  # 255 - u (neg is exact: one rounding)
+            out.append(clips.sub_(_mean_for(clips, mean, image, self.cropped)))
         return out[0], out[1]
 
 

@@ -28,6 +28,11 @@ Protocols (see the original ``cnn_train_dag.m`` validation branch and the
     then the centre ``(floor((H-S+1)/2)+1, floor((W-S+1)/2)+1)`` (crops10); the middle
     row's left, right and the centre (crops6); the centre only (crops2, RGB only, as the
     original flow code refuses 2 crops). Each crop is followed by its mirror.
+
+Everything that tells protocols apart is data: one :class:`Protocol` entry of
+:data:`PROTOCOLS` (temporal stride, samples, clip length, grouping, crop layout from
+:data:`CROP_LAYOUTS`, the streams it allows, the default batch). A new protocol is
+one :func:`register_protocol` call; the CLI's ``--protocol`` choices follow the table.
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ from matconv_port.eval.sampling import (
 __all__ = [
     "Protocol",
     "PROTOCOLS",
+    "CROP_LAYOUTS",
+    "register_protocol",
     "get_protocol",
     "default_protocol",
     "Clip",
@@ -67,14 +74,29 @@ STORED_FRAME_SIZE = (256, 340)
 DEFAULT_CROP = 224
 
 
+#: Crop layouts of the original ``'uniform'`` crops, by number of fed crops (each
+#: position is fed, then its mirror): positions as ``(row, column)``, where rows are
+#: ``top`` (y = 1), ``middle`` (``floor((H-S+1)/2)+1``), ``bottom`` (``H-S+1``) and
+#: columns ``left``/``centre``/``right`` likewise; in feeding order.
+CROP_LAYOUTS: dict[int, tuple[tuple[str, str], ...]] = {
+    10: (("top", "left"), ("top", "right"), ("bottom", "left"), ("bottom", "right"), ("middle", "centre")),
+    6: (("middle", "left"), ("middle", "right"), ("middle", "centre")),
+    2: (("middle", "centre"),),
+}
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """A named evaluation protocol.
+    """A named evaluation protocol: one row of :data:`PROTOCOLS`.
 
-    ``kind`` is ``fused`` (RGB + flow net) or ``single`` (one stream); ``samples``
-    frames per video; ``clip_len`` frames per clip; ``grouping`` ``strided`` (the
-    original reshape) / ``consecutive`` / ``none``; ``crops`` 0 for the dense full
-    frame, else 10, 6 or 2.
+    ``kind`` is ``fused`` (RGB + flow net; samples at ``stride`` frames, the
+    original's ``temporalStride``) or ``single`` (one stream, frames spread
+    uniformly); ``samples`` frames per video; ``clip_len`` frames per clip;
+    ``grouping`` ``strided`` (the original reshape) / ``consecutive`` / ``none``;
+    ``crops`` 0 for the dense full frame, else a key of :data:`CROP_LAYOUTS`;
+    ``streams`` the streams it may run on (``fused``, ``rgb``, ``flow``);
+    ``default_for`` the net kinds it is the default of; ``batch_clips`` the clips of
+    one forward pass on CPU (a GPU takes a whole video).
     """
 
     name: str
@@ -84,21 +106,53 @@ class Protocol:
     grouping: str
     crops: int
     description: str
+    streams: tuple[str, ...] = ("rgb", "flow")
+    stride: int | None = None
+    default_for: tuple[str, ...] = ()
+    batch_clips: int = 2
+
+    def allows(self, stream: str) -> bool:
+        return stream in self.streams
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    p.name: p
-    for p in (
-        Protocol("fusion-paper", "fused", 50, 5, "strided", 0,
-                 "50 samples at stride 15, clips grouped as the original reshape, full frame + flip"),
-        Protocol("fusion-consecutive", "fused", 50, 5, "consecutive", 0,
-                 "50 samples at stride 15, 5 consecutive samples per clip, full frame + flip"),
-        Protocol("dense25", "single", 25, 1, "none", 0, "25 frames, full frame + flip"),
-        Protocol("crops10", "single", 25, 1, "none", 10, "25 frames, 4 corner + centre crops, each + flip"),
-        Protocol("crops6", "single", 25, 1, "none", 6, "25 frames, middle-row left/right + centre crops, each + flip"),
-        Protocol("crops2", "single", 25, 1, "none", 2, "25 frames, centre crop + flip (RGB only)"),
-    )
-}
+#: The paper's temporal stride of the fused net's test samples (``max(5:15)``).
+PAPER_STRIDE = 15
+
+PROTOCOLS: dict[str, Protocol] = {}
+
+
+def register_protocol(p: Protocol) -> Protocol:
+    """Add ``p`` to :data:`PROTOCOLS` (and so to ``--protocol``); refuses an unknown
+    crop layout, grouping or stream, and a second protocol of one name."""
+    if p.name in PROTOCOLS:
+        raise ValueError(f"protocol {p.name!r} is registered already")
+    if p.crops and p.crops not in CROP_LAYOUTS:
+        raise ValueError(f"protocol {p.name}: no crop layout of {p.crops} crops (known: {sorted(CROP_LAYOUTS)})")
+    if p.grouping not in ("strided", "consecutive", "none") or not set(p.streams) <= {"fused", "rgb", "flow"}:
+        raise ValueError(f"protocol {p.name}: bad grouping {p.grouping!r} or streams {p.streams}")
+    if (p.kind == "fused") != (p.streams == ("fused",)) or (p.kind == "fused" and not p.stride):
+        raise ValueError(f"protocol {p.name}: a fused protocol takes streams ('fused',) and a stride")
+    PROTOCOLS[p.name] = p
+    return p
+
+
+for _p in (
+    Protocol("fusion-paper", "fused", 50, 5, "strided", 0,
+             "50 samples at stride 15, clips grouped as the original reshape, full frame + flip",
+             streams=("fused",), stride=PAPER_STRIDE, default_for=("fused",), batch_clips=2),
+    Protocol("fusion-consecutive", "fused", 50, 5, "consecutive", 0,
+             "50 samples at stride 15, 5 consecutive samples per clip, full frame + flip",
+             streams=("fused",), stride=PAPER_STRIDE, batch_clips=2),
+    Protocol("dense25", "single", 25, 1, "none", 0, "25 frames, full frame + flip",
+             default_for=("rgb", "flow"), batch_clips=10),
+    Protocol("crops10", "single", 25, 1, "none", 10, "25 frames, 4 corner + centre crops, each + flip",
+             batch_clips=20),
+    Protocol("crops6", "single", 25, 1, "none", 6, "25 frames, middle-row left/right + centre crops, each + flip",
+             batch_clips=12),
+    Protocol("crops2", "single", 25, 1, "none", 2, "25 frames, centre crop + flip (RGB only)",
+             streams=("rgb",), batch_clips=4),
+):
+    register_protocol(_p)
 
 
 def get_protocol(name: str) -> Protocol:
@@ -110,8 +164,23 @@ def get_protocol(name: str) -> Protocol:
 
 
 def default_protocol(kind: str) -> Protocol:
-    """The paper's protocol for a ``fused`` or ``single``-stream net."""
-    return PROTOCOLS["fusion-paper" if kind == "fused" else "dense25"]
+    """The paper's protocol for a net of ``kind`` (``fused``, ``rgb``, ``flow``; ``single``
+    is taken as ``rgb``)."""
+    kind = "rgb" if kind == "single" else kind
+    for p in PROTOCOLS.values():
+        if kind in p.default_for:
+            return p
+    raise DataError(f"no protocol is the default for {kind} nets")
+
+
+def check_stream(protocol: Protocol, stream: str) -> None:
+    """:class:`DataError` unless ``protocol`` runs on ``stream``."""
+    if not protocol.allows(stream):
+        if protocol.kind == "fused" or stream == "fused":
+            what = "a fused (RGB + flow) net" if protocol.kind == "fused" else "a single-stream net"
+            raise DataError(f"protocol {protocol.name} is for {what}; this model is {stream}")
+        names = " or ".join("RGB" if x == "rgb" else x for x in protocol.streams)
+        raise DataError(f"protocol {protocol.name} is {names} only, not {stream}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +210,8 @@ class VideoPlan:
 def candidates_for(protocol: Protocol, stream: str, n: int, flow_channels: int = 20) -> Candidates:
     """The original's candidate frames for ``protocol`` on ``stream`` (``rgb``/``flow``/``fused``)."""
     if protocol.kind == "fused":
-        return fusion_candidates(n, num=protocol.samples, stride=15, clip_len=protocol.clip_len, stack=flow_channels)
+        return fusion_candidates(n, num=protocol.samples, stride=protocol.stride, clip_len=protocol.clip_len,
+                                 stack=flow_channels)
     if stream == "rgb":
         return rgb_uniform_candidates(n, num=protocol.samples)
     if stream == "flow":
@@ -161,19 +231,11 @@ def crop_boxes(crops: int, height: int, width: int, size: int = DEFAULT_CROP) ->
         return []
     if height < size or width < size:
         raise DataError(f"frame {height}x{width} is smaller than the {size}x{size} crop")
-    ys = [1, height - size + 1]
-    xs = [1, width - size + 1]
-    cy = ys[1] // 2 + 1
-    cx = xs[1] // 2 + 1
-    if crops == 10:
-        corners = [(y, x) for y in ys for x in xs]
-    elif crops == 6:
-        corners = [(cy, x) for x in xs]
-    elif crops == 2:
-        corners = []
-    else:
-        raise DataError(f"{crops} crops: only 10, 6 or 2")
-    return [(x - 1, y - 1, size, size) for (y, x) in corners + [(cy, cx)]]
+    if crops not in CROP_LAYOUTS:
+        raise DataError(f"{crops} crops: only {', '.join(str(k) for k in sorted(CROP_LAYOUTS, reverse=True))}")
+    rows = {"top": 1, "bottom": height - size + 1, "middle": (height - size + 1) // 2 + 1}
+    cols = {"left": 1, "right": width - size + 1, "centre": (width - size + 1) // 2 + 1}
+    return [(cols[c] - 1, rows[r] - 1, size, size) for r, c in CROP_LAYOUTS[crops]]
 
 
 def plan_video(
@@ -196,9 +258,8 @@ def plan_video(
     if protocol.kind == "fused":
         stream = "fused"
     elif stream not in ("rgb", "flow"):
-        raise DataError(f"protocol {protocol.name} needs --stream rgb or flow")
-    if protocol.crops == 2 and stream == "flow":
-        raise DataError("protocol crops2 is RGB only (the original flow code allows 10 or 6 crops)")
+        raise DataError(f"protocol {protocol.name} needs --stream {' or '.join(protocol.streams)}")
+    check_stream(protocol, stream)
     try:
         cand = candidates_for(protocol, stream, n, flow_channels)
     except TooShortError as exc:

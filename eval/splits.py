@@ -129,14 +129,14 @@ def read_hmdb51_split(splits_dir: str, split: int) -> Split:
 
 
 def read_split(dataset: str, splits_dir: str, split: int) -> Split:
-    """Read split ``split`` of ``dataset`` (``ucf101`` or ``hmdb51``) from ``splits_dir``."""
-    if split not in (1, 2, 3):
-        raise DataError(f"split {split}: must be 1, 2 or 3")
-    if dataset == "ucf101":
-        return read_ucf101_split(splits_dir, split)
-    if dataset == "hmdb51":
-        return read_hmdb51_split(splits_dir, split)
-    raise DataError(f"dataset {dataset!r}: must be ucf101 or hmdb51")
+    """Read split ``split`` of ``dataset`` (a name in
+    :data:`~matconv_port.eval.datasets.DATASETS`) from ``splits_dir``."""
+    from matconv_port.eval.datasets import get_dataset
+
+    spec = get_dataset(dataset)
+    if split not in spec.splits:
+        raise DataError(f"split {split}: {dataset} has splits {', '.join(str(s) for s in spec.splits)}")
+    return spec.read(splits_dir, split)
 
 
 def count_frames(data_root: str, video: str) -> int:

@@ -599,6 +599,7 @@ class Trainer:
         """Fast protocol: whole frames, no flip; fusion: one 5-frame clip at stride 15
         (the paper's sampling, middle window); single streams: ``val_frames`` frames
         spread uniformly (averaged per video)."""
+        from matconv_port.eval.plan import default_protocol
         from matconv_port.eval.sampling import (
             flow_uniform_candidates,
             fusion_candidates,
@@ -610,7 +611,8 @@ class Trainer:
         plans = []
         for v in vids:
             if self.opts.kind == "fusion":
-                c = fusion_candidates(v.frames, num=self.opts.frames_per_clip, stride=15, clip_len=self.opts.frames_per_clip)
+                c = fusion_candidates(v.frames, num=self.opts.frames_per_clip, stride=default_protocol("fused").stride,
+                                      clip_len=self.opts.frames_per_clip)
                 frames = c.window(c.starts[len(c.starts) // 2])
             elif self.opts.kind == "rgb":
                 frames = rgb_uniform_candidates(v.frames, self.opts.val_frames).window(0)
