@@ -262,6 +262,10 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
                     elif _nth(layer["weightDecay"], k) is not None:
                         p.weight_decay = _nth(layer["weightDecay"], k)
             block = {"numChannels": [], "epsilon": 1e-4}
+            if "epsilon" in layer and not _is_empty(layer["epsilon"]):
+                # stock vl_simplenn passes l.epsilon (its tidy adds 1e-5), the fork's passes none
+                # (vl_nnbnorm's 1e-4): dagnn.BatchNorm picks per semantics (matconv_port.semantics)
+                block["simplennEpsilon"] = float(_floats(layer["epsilon"])[0])
             if not has_moments:
                 block["hasMoments"] = False
         else:

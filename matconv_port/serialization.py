@@ -75,6 +75,9 @@ def model_payload(model) -> dict:
         "version": FORMAT_VERSION,
         "source": os.path.basename(model.source or ""),
         "source_format": model.source_format,
+        # whose MatConvNet semantics the net follows (matconv_port.semantics) and why
+        "semantics": model.semantics,
+        "semantics_evidence": [model.semantics_choice.describe()],
         "layers": [
             {"name": l.name, "type": l.type, "inputs": list(l.inputs), "outputs": list(l.outputs),
              "params": list(l.params), "block": to_plain(l.block)}
@@ -139,6 +142,8 @@ def read_converted(path: str) -> tuple[NetSpec, dict[str, torch.Tensor], dict[st
         meta=from_plain(payload["meta"]),
         source_format=payload.get("source_format", "dagnn"),
         source=path,
+        semantics=payload.get("semantics"),
+        semantics_evidence=[str(e) for e in payload.get("semantics_evidence", [])],
     )
     shapes = {n: tuple(int(s) for s in i["shape"]) for n, i in info.items()}
     return spec, dict(payload["params"]), shapes
