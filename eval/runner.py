@@ -56,6 +56,8 @@ class EvalOptions:
     batch_clips: int | None = None
     progress: bool = True
     max_videos: int | None = None
+    #: MatConvNet semantics where the fork and stock differ (matconv_port.semantics): auto|fork|stock
+    semantics: str = "auto"
 
 
 def resolve_protocol(name: str | None, kind: str, frames_per_clip: int | None = None) -> Protocol:
@@ -245,7 +247,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
     os.makedirs(out_dir, exist_ok=True)
     device = _device(opts.device)
     if model is None:
-        model = load_model(opts.model_path, device=device)
+        model = load_model(opts.model_path, device=device, semantics=opts.semantics)
     if streams is None:
         streams = describe_model(model)
     protocol = resolve_protocol(opts.protocol, streams.kind, streams.frames_per_clip)
@@ -360,7 +362,7 @@ def evaluate(opts: EvalOptions, split: str | int) -> dict:
     if str(split) != "all":
         return evaluate_split(opts, int(split))
     device = _device(opts.device)
-    model = load_model(opts.model_path, device=device)
+    model = load_model(opts.model_path, device=device, semantics=opts.semantics)
     streams = describe_model(model)
     per = {}
     for s in (1, 2, 3):

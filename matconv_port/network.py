@@ -366,7 +366,7 @@ class MatConvNetModel(nn.Module):
                     for l in self.layer_specs],
             params=params, vars=[VarSpec(v.name, v.precious) for v in self.vars_spec],
             meta=self.meta, source_format=self.source_format, source=self.source,
-            semantics=self.semantics, semantics_evidence=list(self.semantics_choice.evidence))
+            semantics=self.semantics, semantics_evidence=self.semantics_choice.to_store())
 
     def extra_repr(self) -> str:
         return f"{len(self.layer_specs)} layers, {len(self.param_keys)} params, inputs {self.input_vars}"

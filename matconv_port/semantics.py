@@ -59,14 +59,24 @@ class SemanticsChoice:
     how: str
     evidence: list[str] = field(default_factory=list)
 
-    def describe(self) -> str:
+    def reason(self) -> str:
+        """Why this semantics, in words (``evidence`` of a stored choice is the reason
+        given when the file was converted)."""
         if self.how == "option":
-            return f"{self.name} (as asked)"
+            return "as asked"
         if self.how == "default":
-            return f"{self.name} (no evidence of a version in the file: the default; --semantics stock to change)"
+            return "no evidence of a version in the file: the default; --semantics stock to change"
         if self.how == "stored":
-            return f"{self.name} (stored in the converted file{': ' + '; '.join(self.evidence) if self.evidence else ''})"
-        return f"{self.name} (detected: {'; '.join(self.evidence)})"
+            return "stored in the converted file" + (f"; chosen at conversion: {'; '.join(self.evidence)}"
+                                                     if self.evidence else "")
+        return f"detected: {'; '.join(self.evidence)}"
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.reason()})"
+
+    def to_store(self) -> list[str]:
+        """What a converted file keeps as the reason: the original one, never nested."""
+        return list(self.evidence) if self.how == "stored" else [self.reason()]
 
 
 def check_name(name: str, option: str = "semantics") -> str:

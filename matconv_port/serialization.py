@@ -77,7 +77,7 @@ def model_payload(model) -> dict:
         "source_format": model.source_format,
         # whose MatConvNet semantics the net follows (matconv_port.semantics) and why
         "semantics": model.semantics,
-        "semantics_evidence": [model.semantics_choice.describe()],
+        "semantics_evidence": model.semantics_choice.to_store(),
         "layers": [
             {"name": l.name, "type": l.type, "inputs": list(l.inputs), "outputs": list(l.outputs),
              "params": list(l.params), "block": to_plain(l.block)}

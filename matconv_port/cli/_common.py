@@ -42,6 +42,15 @@ def run_guarded(fn: Callable[[], T]) -> T:
         sys.exit(1)
 
 
+def semantics_option(fn):
+    """``--semantics auto|fork|stock`` (see :mod:`matconv_port.semantics`)."""
+    return click.option(
+        "--semantics", "semantics", type=click.Choice(["auto", "fork", "stock"]), default="auto", show_default=True,
+        help="Whose MatConvNet to follow where the paper's fork and stock MatConvNet (v1.0-beta25) compute "
+             "different things (Loss averaging, Concat padding, BatchNorm epsilon); auto: stored in a converted "
+             "file, else read from the file's evidence, else fork.")(fn)
+
+
 def parse_csv(value: str | None) -> list[str] | None:
     """``"a,b"`` -> ``["a", "b"]``; None/empty -> None."""
     if not value:

@@ -7,6 +7,8 @@ import os
 
 import click
 
+from matconv_port.cli._common import semantics_option
+
 from matconv_port.errors import DataError
 
 
@@ -41,8 +43,9 @@ def _split_value(value: str) -> str:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--plan-only", "plan_only", type=click.Path(dir_okay=False), default=None,
               help="Write the sampling plan (JSON lines, one per test video) to this file and stop; no model needed.")
+@semantics_option
 def command(split, model_path, data_root, dataset, splits_dir, protocol, stream, out_dir, device, seed,
-            skip_missing, workers, batch_clips, max_videos, no_progress, plan_only) -> None:
+            skip_missing, workers, batch_clips, max_videos, no_progress, plan_only, semantics) -> None:
     """Evaluate MODEL on the test videos of a split and write summary.json,
     per_class_accuracy.csv, confusion.png and scores.npz to --out (resumable)."""
     from matconv_port.eval.plan import get_protocol, write_plan_jsonl
@@ -70,7 +73,7 @@ def command(split, model_path, data_root, dataset, splits_dir, protocol, stream,
     opts = EvalOptions(model_path=model_path, data_root=data_root, dataset=dataset, splits_dir=splits_dir,
                        protocol=protocol, stream=stream, out_dir=out_dir, device=device, seed=seed,
                        skip_missing=skip_missing, workers=workers, batch_clips=batch_clips,
-                       progress=not no_progress, max_videos=max_videos)
+                       progress=not no_progress, max_videos=max_videos, semantics=semantics)
     summary = evaluate(opts, split)
     shown = {k: summary[k] for k in ("top1", "top5", "mean_class_accuracy", "num_videos", "num_skipped", "protocol") if k in summary}
     click.echo(json.dumps(shown))
