@@ -40,5 +40,31 @@ class ShapeError(MatConvPortError):
     """Consecutive layers disagree on a tensor shape (checked while converting)."""
 
 
+class EnvironmentProblem(MatConvPortError):
+    """The machine refused a write: no space left, no permission, a read-only folder.
+    Not a program bug and not bad input, but the user's to fix: one line naming the
+    path, CLI exit status 2, nothing half-written left behind."""
+
+
+#: errno values that mean "the environment refused" (disk full, quota, permissions, read-only)
+ENVIRONMENT_ERRNOS = frozenset(
+    getattr(__import__("errno"), name) for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EFBIG")
+    if hasattr(__import__("errno"), name))
+
+
+def environment_problem(exc: BaseException, path: str | None = None) -> "EnvironmentProblem | None":
+    """An :class:`EnvironmentProblem` for an ``OSError`` with one of
+    :data:`ENVIRONMENT_ERRNOS` (naming the error's own file, else ``path``), or for
+    torch's C++ writer failing (``file write failed``: it reports no errno); else None."""
+    import os
+
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        where = exc.filename or path or "?"
+        return EnvironmentProblem(f"{os.fspath(where)}: cannot write: {exc.strerror or os.strerror(exc.errno)}")
+    if isinstance(exc, RuntimeError) and "file write failed" in str(exc) and path:
+        return EnvironmentProblem(f"{os.fspath(path)}: cannot write: file write failed (is the disk full?)")
+    return None
+
+
 class DataError(MatConvPortError):
     """A dataset problem: a missing video, frame, split file or an unreadable image."""
