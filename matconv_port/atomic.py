@@ -31,8 +31,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix or ".tmp", dir=folder)
         os.close(fd)
-    except OSError as exc:
-        problem = environment_problem(exc, path)
+    except OSError as exc:  # its filename is the temp name tried: name the file asked for
+        problem = environment_problem(OSError(exc.errno, exc.strerror, path), path)
         if problem is None:
             raise
         raise problem from None
