@@ -237,12 +237,15 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
             inputs.append(new_var_name("label"))
             block = {"loss": "softmaxlog", "opts": []}
         elif ltype == "loss":
-            # vl_simplenn: res(i+1).x = vl_nnloss(res(i).x, l.class) (default softmaxlog)
+            # vl_simplenn: res(i+1).x = vl_nnloss(res(i).x, l.class): softmaxlog whatever the layer's
+            # own `loss` field says (fork and stock alike); that field is kept to be reported
             loss = layer.get("loss")
             for v in inputs:
                 add_var(v)
             inputs.append(new_var_name("label"))
-            block = {"loss": loss if isinstance(loss, str) and loss else "softmaxlog", "opts": []}
+            block = {"loss": "softmaxlog", "opts": []}
+            if isinstance(loss, str) and loss and loss.lower() != "softmaxlog":
+                block["simplennLossField"] = loss
         elif ltype == "bnorm":
             w = _weights_list(layer["weights"])
             if len(w) < 2 or any(not isinstance(x, np.ndarray) for x in w[:3]):

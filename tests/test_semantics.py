@@ -297,3 +297,19 @@ def test_cli_semantics_option(tmp_path):
     assert p.exit_code == 0 and "semantics: fork (as asked)" in p.stdout
     p = cli("convert", "--semantics", "nope", fx("stock_loss_spatial.mat"))
     assert p.exit_code == 2 and "nope" in p.stderr
+
+
+# ------------------------------------------------------------------------- SimpleNN loss layers
+@pytest.mark.parametrize("base", ["stock", "fork"])
+def test_simplenn_loss_layer_ignores_its_loss_field_as_vl_simplenn_does(base):
+    """vl_simplenn runs ``vl_nnloss(res(i).x, l.class)``: softmaxlog even though the layer
+    says 'classerror' (both code bases), and no dagnn.Loss frame logic."""
+    said = []
+    case, model, values = run(fx(f"{base}_simplenn_loss_field.mat"), semantics=base, warn=said.append)
+    assert_all_match(case, model, values, at_least=3)
+    assert model.layer_specs[-1].block["loss"] == "softmaxlog"
+    assert any("'classerror'" in m and "vl_simplenn ignores that field" in m for m in said)
+    x = values["x1"].detach().double().reshape(5, 6)
+    labels = torch.tensor([4, 2, 6, 1, 3]) - 1
+    softmaxlog = float((torch.logsumexp(x, 1) - x[torch.arange(5), labels]).sum())
+    assert abs(num(case.expected["x2"]) - softmaxlog) <= 1e-5 * abs(softmaxlog)

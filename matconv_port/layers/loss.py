@@ -18,6 +18,10 @@ Semantics of the paper's fork (``dagnn.Loss`` + ``vl_nnloss``):
 * ``classWeights`` (an ``opts`` entry): ``vl_nnloss`` (fork and stock v1.0-beta25) parses
   it and never uses it; the port does the same and says so when loading.
 
+A SimpleNN ``loss`` layer is ``vl_nnloss(x, l.class)`` in ``vl_simplenn`` (fork and stock):
+softmaxlog whatever its ``loss`` field says, and no frame logic (SimpleNN ``loss`` and
+``softmaxloss`` layers run plain ``vl_nnloss`` here under either semantics).
+
 Stock MatConvNet (``semantics="stock"``, see :mod:`matconv_port.semantics`) has no frame
 or space logic in ``dagnn.Loss`` (``+dagnn/Loss.m`` of v1.0-beta25 calls ``vl_nnloss``
 as is): errors are counted at every position, labels are one per item (or a label map)
@@ -114,7 +118,12 @@ class Loss(MatConvNetLayer):
         if semantics == "stock" and self.loss == "top5classerror":
             raise MatConvPortError(f"layer {self.layer_name!r}: dagnn.Loss 'top5classerror' does not exist in stock "
                                    f"MatConvNet (its vl_nnloss refuses it); the paper's fork has it: --semantics fork")
-        self.plain = semantics == "stock"
+        # vl_simplenn calls vl_nnloss directly: no dagnn.Loss frame logic in either code base
+        self.plain = semantics == "stock" or source_format == "simplenn"
+        ignored = self.block.get("simplennLossField")
+        if source_format == "simplenn" and isinstance(ignored, str):
+            messages.append(f"layer {self.layer_name!r} (SimpleNN loss) names the loss {ignored!r}, but vl_simplenn "
+                            f"ignores that field and computes softmaxlog (fork and stock); so does matconv-port")
         self.normalise = semantics == "stock" and "normalise" in self.block and \
             bool(_scalar(self._opts.get("normalise", 1), 1.0))
         if self.has_class_weights:
@@ -149,6 +158,9 @@ class Loss(MatConvNetLayer):
         if self.plain:  # stock: vl_nnloss as is, one label per item
             videos, frames = n, 1
             if label.dim() != 4 and label.numel() != n:
+                if self.source_format == "simplenn":
+                    raise ShapeError(f"layer {self.layer_name!r}: {label.numel()} labels for {n} items (vl_simplenn's "
+                                     f"vl_nnloss takes one label per item)")
                 raise ShapeError(f"layer {self.layer_name!r}: {label.numel()} labels for {n} items (stock MatConvNet's "
                                  f"dagnn.Loss takes one label per item; the paper's fork repeats a video's label over "
                                  f"its frames: --semantics fork)")
