@@ -24,7 +24,8 @@ is how such files are recognised (per layer, under ``stock``).
 ``auto`` reads the evidence in the file (:func:`file_evidence`): properties and
 types that only one code base writes. Stock: ``dagnn.Loss`` blocks with
 ``ignoreAverage`` or ``normalise``; ``dagnn.BatchNorm`` blocks with ``opts``;
-``dagnn.Conv``/``Pooling``/``ConvTranspose`` blocks with ``dilate``; the type
+``dagnn.Conv``/``Pooling``/``ConvTranspose`` blocks with ``dilate`` (``opts``/``dilate``:
+beta21+, ``ignoreAverage``: beta24+; older stock files show no evidence); the type
 ``dagnn.ConvTranspose``; SimpleNN ``bnorm`` layers with an ``epsilon`` field (stock's
 ``vl_simplenn_tidy`` adds it). Fork: the types ``dagnn.Conv3D``/``dagnn.Pooling3D``
 (MexConv3D blocks of the fork) and ``dagnn.Loss`` with ``top5classerror`` (removed
