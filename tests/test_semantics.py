@@ -313,3 +313,21 @@ def test_simplenn_loss_layer_ignores_its_loss_field_as_vl_simplenn_does(base):
     labels = torch.tensor([4, 2, 6, 1, 3]) - 1
     softmaxlog = float((torch.logsumexp(x, 1) - x[torch.arange(5), labels]).sum())
     assert abs(num(case.expected["x2"]) - softmaxlog) <= 1e-5 * abs(softmaxlog)
+
+
+def test_eval_passes_semantics_to_load_model(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from matconv_port.cli import main
+
+    seen = {}
+
+    def fake_load_model(path, **kw):
+        seen.update(kw)
+        raise MatConvPortError(f"{path}: stop here")
+
+    monkeypatch.setattr(matconv_port, "load_model", fake_load_model)
+    result = CliRunner().invoke(main, ["eval", "--model", fx("stock_loss_spatial.mat"), "--data-root", str(tmp_path),
+                                       "--out", str(tmp_path / "o"), "--semantics", "stock", "--no-progress"])
+    assert result.exit_code == 2 and "stop here" in result.stderr, result.output
+    assert seen.get("semantics") == "stock"
