@@ -303,7 +303,7 @@ def test_cli_semantics_option(tmp_path):
 @pytest.mark.parametrize("base", ["stock", "fork"])
 def test_simplenn_loss_layer_ignores_its_loss_field_as_vl_simplenn_does(base):
     """vl_simplenn runs ``vl_nnloss(res(i).x, l.class)``: softmaxlog even though the layer
-    says 'classerror' (both code bases), and no dagnn.Loss frame logic."""
+    says 'classerror' (both code bases)."""
     said = []
     case, model, values = run(fx(f"{base}_simplenn_loss_field.mat"), semantics=base, warn=said.append)
     assert_all_match(case, model, values, at_least=3)

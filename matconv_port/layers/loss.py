@@ -19,8 +19,7 @@ Semantics of the paper's fork (``dagnn.Loss`` + ``vl_nnloss``):
   it and never uses it; the port does the same and says so when loading.
 
 A SimpleNN ``loss`` layer is ``vl_nnloss(x, l.class)`` in ``vl_simplenn`` (fork and stock):
-softmaxlog whatever its ``loss`` field says, and no frame logic (SimpleNN ``loss`` and
-``softmaxloss`` layers run plain ``vl_nnloss`` here under either semantics).
+softmaxlog whatever its ``loss`` field says.
 
 Stock MatConvNet (``semantics="stock"``, see :mod:`matconv_port.semantics`) has no frame
 or space logic in ``dagnn.Loss`` (``+dagnn/Loss.m`` of v1.0-beta25 calls ``vl_nnloss``
@@ -118,8 +117,9 @@ class Loss(MatConvNetLayer):
         if semantics == "stock" and self.loss == "top5classerror":
             raise MatConvPortError(f"layer {self.layer_name!r}: dagnn.Loss 'top5classerror' does not exist in stock "
                                    f"MatConvNet (its vl_nnloss refuses it); the paper's fork has it: --semantics fork")
-        # vl_simplenn calls vl_nnloss directly: no dagnn.Loss frame logic in either code base
-        self.plain = semantics == "stock" or source_format == "simplenn"
+        # a SimpleNN net runs as its fromSimpleNN DagNN (as the paper's scripts train it): the
+        # fork's dagnn.Loss frame logic applies to it under fork semantics too
+        self.plain = semantics == "stock"
         ignored = self.block.get("simplennLossField")
         if source_format == "simplenn" and isinstance(ignored, str):
             messages.append(f"layer {self.layer_name!r} (SimpleNN loss) names the loss {ignored!r}, but vl_simplenn "
