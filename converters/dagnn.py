@@ -60,6 +60,16 @@ def _number(value: Any, default: float, where: str) -> float:
     return float(arr[0]) if arr.size else default
 
 
+def _opts_plain(value: Any) -> Any:
+    """A block's ``opts`` cell (name/value pairs such as ``{'instanceWeights', W}``) as a
+    list; numeric arrays of more than one element stay ``np.ndarray`` in MATLAB index
+    order (their shape matters, e.g. ``1 x 1 x 1 x N`` vs ``H x W x 1 x N`` weights)."""
+    if isinstance(value, (MatCell, list, tuple)):
+        return [v if isinstance(v, np.ndarray) and v.size > 1 and v.dtype.kind in "biuf" else to_plain(v)
+                for v in value]
+    return to_plain(value)
+
+
 def is_dagnn_struct(net: Any) -> bool:
     """True if ``net`` looks like a saved DagNN (layers is a struct array with type/block)."""
     if not isinstance(net, dict) or "layers" not in net:
@@ -116,7 +126,8 @@ def from_dagnn(net: dict, source: str = "") -> NetSpec:
         if not isinstance(block, dict):
             raise ModelFormatError(f"{where}: block is not a struct ({type(block).__name__})")
         spec.layers.append(LayerSpec(name=name, type=ltype, inputs=inputs, outputs=outputs,
-                                     params=params, block={k: to_plain(v) for k, v in block.items()}))
+                                     params=params, block={k: _opts_plain(v) if k == "opts" else to_plain(v)
+                                                           for k, v in block.items()}))
 
     seen: set[str] = set()
     for i, v in enumerate(_records(net.get("vars", np.zeros((0, 0))), "vars", source), start=1):

@@ -237,12 +237,15 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
             inputs.append(new_var_name("label"))
             block = {"loss": "softmaxlog", "opts": []}
         elif ltype == "loss":
-            # vl_simplenn: res(i+1).x = vl_nnloss(res(i).x, l.class) (default softmaxlog)
+            # vl_simplenn: res(i+1).x = vl_nnloss(res(i).x, l.class): softmaxlog whatever the layer's
+            # own `loss` field says (fork and stock alike); that field is kept to be reported
             loss = layer.get("loss")
             for v in inputs:
                 add_var(v)
             inputs.append(new_var_name("label"))
-            block = {"loss": loss if isinstance(loss, str) and loss else "softmaxlog", "opts": []}
+            block = {"loss": "softmaxlog", "opts": []}
+            if isinstance(loss, str) and loss and loss.lower() != "softmaxlog":
+                block["simplennLossField"] = loss
         elif ltype == "bnorm":
             w = _weights_list(layer["weights"])
             if len(w) < 2 or any(not isinstance(x, np.ndarray) for x in w[:3]):
@@ -262,6 +265,10 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
                     elif _nth(layer["weightDecay"], k) is not None:
                         p.weight_decay = _nth(layer["weightDecay"], k)
             block = {"numChannels": [], "epsilon": 1e-4}
+            if "epsilon" in layer and not _is_empty(layer["epsilon"]):
+                # stock vl_simplenn passes l.epsilon (its tidy adds 1e-5), the fork's passes none
+                # (vl_nnbnorm's 1e-4): dagnn.BatchNorm picks per semantics (matconv_port.semantics)
+                block["simplennEpsilon"] = float(_floats(layer["epsilon"])[0])
             if not has_moments:
                 block["hasMoments"] = False
         else:

@@ -80,6 +80,8 @@ class EvalOptions:
     progress: bool = True
     max_videos: int | None = None
     precision: str = "exact"
+    #: MatConvNet semantics where the fork and stock differ (matconv_port.semantics): auto|fork|stock
+    semantics: str = "auto"
 
 
 def default_workers(processes_per_node: int | None = None) -> int:
@@ -347,7 +349,7 @@ def evaluate_split(opts: EvalOptions, split_no: int, model: Any = None, streams:
         device = info.device
     out_dir = out_dir or opts.out_dir
     if model is None:
-        model = load_model(opts.model_path, device=device, precision=opts.precision)
+        model = load_model(opts.model_path, device=device, precision=opts.precision, semantics=opts.semantics)
     if streams is None:
         streams = describe_model(model)
     protocol = resolve_protocol(opts.protocol, streams.kind, streams.frames_per_clip)
@@ -517,7 +519,7 @@ def evaluate(opts: EvalOptions, split: str | int, dist_info: shards.DistInfo | N
     device, info = _prepare(opts, dist_info)
     if info.active:
         device = info.device
-    model = load_model(opts.model_path, device=device, precision=opts.precision)
+    model = load_model(opts.model_path, device=device, precision=opts.precision, semantics=opts.semantics)
     streams = describe_model(model)
     per = {}
     for s in (1, 2, 3):

@@ -17,7 +17,8 @@ def default_output_path(src: str) -> str:
 
 def convert_file(src: str, out: str | None = None, *, outputs: Sequence[str] | None = None,
                  custom_layers: Sequence[str] = (), input_size: Sequence[int] | None = None,
-                 dtype: torch.dtype = torch.float32, log: Callable[[str], None] = print) -> str:
+                 dtype: torch.dtype = torch.float32, log: Callable[[str], None] = print,
+                 semantics: str = "auto") -> str:
     """Convert ``src`` (any MatConvNet model file, or a converted file to re-save) to ``out``.
 
     Every layer is shape-checked before anything is written; on any error nothing is
@@ -36,9 +37,10 @@ def convert_file(src: str, out: str | None = None, *, outputs: Sequence[str] | N
     t0 = time.perf_counter()
     log(f"reading {src}")
     model = open_for_conversion(src, dtype=dtype, outputs=list(outputs) if outputs else None,
-                                warn=lambda m: log(m))
+                                warn=lambda m: log(m), semantics=semantics)
     log(f"  {len(model.layer_specs)} layers, {len(model.param_keys)} params "
         f"({sum(p.numel() for p in model.params.values()):,} weights), inputs {', '.join(model.input_vars) or '-'}")
+    log(f"  semantics: {model.semantics_choice.describe()}")
     try:
         shapes = check_shapes(model, input_size)
     except MatConvPortError as exc:

@@ -35,7 +35,8 @@ def _check_file(path: str) -> None:
 
 
 def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, *,
-               lrn_mode: str = "exact", outputs: list[str] | None = None, warn=None, precision: str = "exact"):
+               lrn_mode: str = "exact", outputs: list[str] | None = None, warn=None, precision: str = "exact",
+               semantics: str = "auto"):
     """Load a MatConvNet ``.mat`` model (SimpleNN or DagNN; MAT v5/v7/v7.3; a bare net,
     a ``-struct`` save, a struct holding ``net`` or a ``net-epoch-N.mat`` checkpoint) or a
     file written by ``matconv-port convert``; returns a
@@ -45,8 +46,14 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
     (emulates MatConvNet's CPU pow approximation). ``outputs``: keep only the layers
     these vars need. ``precision``: ``"exact"`` (IEEE fp32, TF32 off: MatConvNet parity;
     default), ``"tf32"`` or ``"bf16"`` (autocast), see :mod:`matconv_port.precision`;
-    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``. ``semantics``: ``"auto"``
+    (default: stored in a converted file, else detected from the file's evidence, else
+    the paper's fork), ``"fork"`` or ``"stock"`` (MatConvNet v1.0-beta25) where the two
+    compute different things, see :mod:`matconv_port.semantics`.
     """
+    from matconv_port.semantics import check_name
+
+    check_name(semantics)
     from matconv_port.devices import resolve_device
     from matconv_port.network import MatConvNetModel
     from matconv_port.precision import resolve_precision
@@ -63,13 +70,13 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
             spec = prune_to_outputs(spec, outputs)
             tparams = {k: v for k, v in tparams.items() if k in spec.params}
         model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, torch_params=tparams, param_shapes=shapes, warn=warn,
-                                precision=precision)
+                                precision=precision, semantics=semantics)
     else:
         from matconv_port.converters import load_netspec
 
         spec = load_netspec(path, outputs=outputs)
         model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, release_spec_values=True, warn=warn,
-                                precision=precision)
+                                precision=precision, semantics=semantics)
     return model.to(device).eval()
 
 
@@ -78,7 +85,7 @@ CONVERT_MAP_MIN_BYTES = 1 << 20
 
 
 def open_for_conversion(path: str, dtype: torch.dtype = torch.float32, *, outputs: list[str] | None = None,
-                        warn=None):
+                        warn=None, semantics: str = "auto"):
     """The model ``convert`` writes: from a ``.mat``, built with ``defer_params=True``
     (params allocated but not filled; big arrays of uncompressed v7.3 files mapped
     read-only from the file), so that :func:`~matconv_port.serialization.save_converted`
@@ -88,8 +95,8 @@ def open_for_conversion(path: str, dtype: torch.dtype = torch.float32, *, output
 
     _check_file(path)
     if is_converted_file(path):
-        return load_model(path, dtype=dtype, outputs=outputs, warn=warn)
+        return load_model(path, dtype=dtype, outputs=outputs, warn=warn, semantics=semantics)
     from matconv_port.converters import load_netspec
 
     spec = load_netspec(path, outputs=outputs, map_min_bytes=CONVERT_MAP_MIN_BYTES)
-    return MatConvNetModel(spec, dtype=dtype, defer_params=True, warn=warn)
+    return MatConvNetModel(spec, dtype=dtype, defer_params=True, warn=warn, semantics=semantics)

@@ -62,6 +62,10 @@ class NetSpec:
     source_format: str = "dagnn"
     #: where it came from (a path), for error messages
     source: str = ""
+    #: the MatConvNet semantics stored in a converted file ("fork"/"stock"), None for a
+    #: MatConvNet file (:mod:`matconv_port.semantics`), and the evidence it was chosen on
+    semantics: str | None = None
+    semantics_evidence: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ queries
     def layer(self, name: str) -> LayerSpec:
@@ -135,6 +139,8 @@ class NetSpec:
             meta=copy.deepcopy(self.meta),
             source_format=self.source_format,
             source=self.source,
+            semantics=self.semantics,
+            semantics_evidence=list(self.semantics_evidence),
         )
 
 

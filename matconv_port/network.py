@@ -60,7 +60,7 @@ class MatConvNetModel(nn.Module):
                  torch_params: dict[str, torch.Tensor] | None = None,
                  param_shapes: dict[str, tuple] | None = None,
                  release_spec_values: bool = False, defer_params: bool = False, warn=None,
-                 precision: str = "exact"):
+                 precision: str = "exact", semantics: str = "auto"):
         super().__init__()
         if lrn_mode not in LRN_MODES:
             raise ValueError(f"lrn_mode must be one of {LRN_MODES}")
@@ -72,6 +72,9 @@ class MatConvNetModel(nn.Module):
         self.meta: dict[str, Any] = spec.meta
         spec = _drop_training_only_unknown(spec, warn)
         modules = _build_layers(spec)
+        #: whose MatConvNet the layers follow where the fork and stock differ (:mod:`matconv_port.semantics`)
+        self.semantics_choice = _configure_semantics(spec, modules, semantics, warn)
+        self.semantics = self.semantics_choice.name
         self.layer_specs: list[LayerSpec] = [
             LayerSpec(l.name, l.type, list(l.inputs), list(l.outputs), list(l.params), l.block) for l in spec.layers]
         self.vars_spec: list[VarSpec] = [VarSpec(v.name, v.precious) for v in spec.vars]
@@ -362,7 +365,8 @@ class MatConvNetModel(nn.Module):
             layers=[LayerSpec(l.name, l.type, list(l.inputs), list(l.outputs), list(l.params), dict(l.block))
                     for l in self.layer_specs],
             params=params, vars=[VarSpec(v.name, v.precious) for v in self.vars_spec],
-            meta=self.meta, source_format=self.source_format, source=self.source)
+            meta=self.meta, source_format=self.source_format, source=self.source,
+            semantics=self.semantics, semantics_evidence=self.semantics_choice.to_store())
 
     def extra_repr(self) -> str:
         return f"{len(self.layer_specs)} layers, {len(self.param_keys)} params, inputs {self.input_vars}"
@@ -417,6 +421,22 @@ def _drop_training_only_unknown(spec: NetSpec, warn) -> NetSpec:
     out.layers = [l for i, l in enumerate(spec.layers) if i not in set(drop)]
     out.rebuild_vars()
     return out
+
+
+def _configure_semantics(spec: NetSpec, modules: list[MatConvNetLayer], semantics: str, warn):
+    """Resolve ``semantics`` (auto/fork/stock) for ``spec`` and tell every layer."""
+    from matconv_port.semantics import resolve_semantics
+
+    choice = resolve_semantics(semantics, spec, stored=spec.semantics, stored_evidence=spec.semantics_evidence)
+    messages = []
+    for module in modules:
+        try:
+            messages += module.configure_semantics(choice.name, spec.source_format) or []
+        except MatConvPortError as exc:
+            raise type(exc)(f"{spec.source or 'network'}: {exc} (semantics {choice.describe()})") from None
+    for message in messages:
+        (warn or (lambda m: print(m, file=sys.stderr)))(f"warning: {spec.source or 'network'}: {message}")
+    return choice
 
 
 def _build_layers(spec: NetSpec) -> list[MatConvNetLayer]:

@@ -11,6 +11,7 @@ layer blocks are stored as tensors and given back as numpy arrays.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,9 @@ def model_payload(model) -> dict:
         "version": FORMAT_VERSION,
         "source": os.path.basename(model.source or ""),
         "source_format": model.source_format,
+        # whose MatConvNet semantics the net follows (matconv_port.semantics) and why
+        "semantics": model.semantics,
+        "semantics_evidence": model.semantics_choice.to_store(),
         "layers": [
             {"name": l.name, "type": l.type, "inputs": list(l.inputs), "outputs": list(l.outputs),
              "params": list(l.params), "block": to_plain(l.block)}
@@ -113,6 +117,27 @@ def save_converted(model, path: str) -> None:
     atomic_torch_save(model_payload(model), path)
 
 
+def load_weights_only(path: str, **kwargs) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU. A file that holds pickled code
+    objects (classes, functions: a pickled module, or anything but tensors, numbers,
+    strings, lists and dicts) is refused and NOTHING of it runs; the message says so and
+    names the way out (re-create the file with ``matconv-port convert``), never PyTorch's
+    advice to load with ``weights_only=False``, which would run that code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" (e.g. {found.group(1)})" if found else ""
+        raise MatFileError(f"{path}: the file holds pickled code objects{what}; matconv-port loads only weights and "
+                           f"runs no code from a file, so it is refused: re-create it from the MatConvNet model with "
+                           f"`matconv-port convert MODEL.mat`") from None
+    except Exception as exc:  # corrupt zip, truncated file...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise MatFileError(f"{path}: not a readable matconv-port file ({type(exc).__name__}: {first})") from None
+
+
 def is_converted_file(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"PK\x03\x04"
@@ -120,10 +145,7 @@ def is_converted_file(path: str) -> bool:
 
 def read_converted(path: str) -> tuple[NetSpec, dict[str, torch.Tensor], dict[str, tuple]]:
     """Read a converted file: (NetSpec without param values, torch-layout params, MatConvNet shapes)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # corrupt zip, unsafe content...
-        raise MatFileError(f"{path}: not a readable matconv-port file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    payload = load_weights_only(path, mmap=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{path}: not a file written by matconv-port convert")
     if int(payload.get("version", 0)) > FORMAT_VERSION:
@@ -139,6 +161,8 @@ def read_converted(path: str) -> tuple[NetSpec, dict[str, torch.Tensor], dict[st
         meta=from_plain(payload["meta"]),
         source_format=payload.get("source_format", "dagnn"),
         source=path,
+        semantics=payload.get("semantics"),
+        semantics_evidence=[str(e) for e in payload.get("semantics_evidence", [])],
     )
     shapes = {n: tuple(int(s) for s in i["shape"]) for n, i in info.items()}
     return spec, dict(payload["params"]), shapes

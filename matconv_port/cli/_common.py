@@ -7,7 +7,7 @@ from typing import Callable, TypeVar
 
 import click
 
-from matconv_port.errors import MatConvPortError
+from matconv_port.errors import MatConvPortError, environment_problem
 
 T = TypeVar("T")
 
@@ -28,18 +28,36 @@ def run_guarded(fn: Callable[[], T]) -> T:
         fail(str(exc))
     except FileNotFoundError as exc:
         fail(f"{exc.filename}: no such file" if exc.filename else str(exc))
+    except OSError as exc:  # disk full, no permission, read-only folder: the user's to fix, not a bug
+        problem = environment_problem(exc)
+        if problem is None:
+            _internal_error(exc)
+        fail(str(problem))
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
         raise
     except Exception as exc:  # a bug, not bad input: still one line unless asked for more
-        if os.environ.get("MATCONV_PORT_DEBUG"):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(f"internal error: {type(exc).__name__}: {first} (set MATCONV_PORT_DEBUG=1 for the traceback; "
-                   f"please report it)", err=True)
-        sys.exit(1)
+        _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> "NoReturn":  # noqa: F821
+    if os.environ.get("MATCONV_PORT_DEBUG"):
+        raise exc
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    click.echo(f"internal error: {type(exc).__name__}: {first} (set MATCONV_PORT_DEBUG=1 for the traceback; "
+               f"please report it)", err=True)
+    sys.exit(1)
+
+
+def semantics_option(fn):
+    """``--semantics auto|fork|stock`` (see :mod:`matconv_port.semantics`)."""
+    return click.option(
+        "--semantics", "semantics", type=click.Choice(["auto", "fork", "stock"]), default="auto", show_default=True,
+        help="Whose MatConvNet to follow where the paper's fork and stock MatConvNet (v1.0-beta25) compute "
+             "different things (Loss averaging, Concat padding, BatchNorm epsilon); auto: stored in a converted "
+             "file, else read from the file's evidence, else fork.")(fn)
 
 
 def parse_csv(value: str | None) -> list[str] | None:

@@ -12,6 +12,7 @@ import os
 
 import click
 
+from matconv_port.cli._common import semantics_option
 from matconv_port.errors import DataError
 from matconv_port.eval.datasets import DATASETS
 from matconv_port.eval.plan import PROTOCOLS
@@ -73,8 +74,9 @@ class RegistryChoice(click.Choice):
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--plan-only", "plan_only", type=click.Path(dir_okay=False), default=None,
               help="Write the sampling plan (JSON lines, one per test video) to this file and stop; no model needed.")
+@semantics_option
 def command(split, model_path, data_root, dataset, splits_dir, protocol, stream, out_dir, device, precision, seed,
-            skip_missing, workers, batch_clips, max_videos, no_progress, plan_only) -> None:
+            skip_missing, workers, batch_clips, max_videos, no_progress, plan_only, semantics) -> None:
     """Evaluate MODEL on the test videos of a split and write summary.json,
     per_class_accuracy.csv, confusion.png and scores.npz to --out (resumable).
 
@@ -112,7 +114,7 @@ def command(split, model_path, data_root, dataset, splits_dir, protocol, stream,
     opts = EvalOptions(model_path=model_path, data_root=data_root, dataset=dataset, splits_dir=splits_dir,
                        protocol=protocol, stream=stream, out_dir=out_dir, device=str(info.device), seed=seed,
                        skip_missing=skip_missing, workers=workers, batch_clips=batch_clips,
-                       progress=not no_progress, max_videos=max_videos, precision=precision)
+                       progress=not no_progress, max_videos=max_videos, precision=precision, semantics=semantics)
     try:
         summary = evaluate(opts, split, dist_info=info)
     finally:

@@ -65,6 +65,18 @@ class MatConvNetLayer(nn.Module):
         self.layer_name = spec.name
         self.mcn_type = spec.type
         self.block = dict(spec.block)
+        #: whose MatConvNet computes this layer, "fork" or "stock" (:mod:`matconv_port.semantics`)
+        self.semantics = "fork"
+        #: "dagnn" or "simplenn": the format of the file the layer came from
+        self.source_format = "dagnn"
+
+    def configure_semantics(self, semantics: str, source_format: str) -> list[str]:
+        """Set the MatConvNet version this layer follows (called by the network after
+        building, before anything runs); a layer that cannot exist under it raises a
+        :class:`~matconv_port.errors.MatConvPortError`. Returns warnings to show the user."""
+        self.semantics = semantics
+        self.source_format = source_format
+        return []
 
     # ---------------------------------------------------------------- helpers
     def block_list(self, key: str, default: Any, n: int | None = None) -> list[float]:

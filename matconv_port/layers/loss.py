@@ -11,14 +11,30 @@ Semantics of the paper's fork (``dagnn.Loss`` + ``vl_nnloss``):
   (a 1-D tensor); binary losses (``binaryerror``, ``binarylog``, ``logistic``,
   ``hinge``) take +-1 labels shaped like the predictions.
 * ``opts`` is MATLAB's name/value cell, e.g. ``{'topK', 2}`` (default topK 5).
+* ``instanceWeights`` (an ``opts`` entry): ``vl_nnloss`` multiplies each term by
+  ``bsxfun(@times, label ~= 0, instanceWeights)``, so the weights broadcast against the
+  label map: ``H x W x 1 x N``, ``1 x 1 x 1 x N``... for categorical losses, ``H x W x D
+  (x N)`` for binary ones; a product of another shape is refused.
+* ``classWeights`` (an ``opts`` entry): ``vl_nnloss`` (fork and stock v1.0-beta25) parses
+  it and never uses it; the port does the same and says so when loading.
+
+A SimpleNN ``loss`` layer is ``vl_nnloss(x, l.class)`` in ``vl_simplenn`` (fork and stock):
+softmaxlog whatever its ``loss`` field says.
+
+Stock MatConvNet (``semantics="stock"``, see :mod:`matconv_port.semantics`) has no frame
+or space logic in ``dagnn.Loss`` (``+dagnn/Loss.m`` of v1.0-beta25 calls ``vl_nnloss``
+as is): errors are counted at every position, labels are one per item (or a label map)
+and ``top5classerror`` does not exist. A post-beta25 ``dagnn.Loss`` (its block has
+``normalise``) divides the loss by the batch size, as its ``vl_nnloss`` does by default.
 
 The output is a ``1 x 1 x 1 x 1`` tensor (MatConvNet's scalar).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from matconv_port.errors import ShapeError, UnknownLayerError
+from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
 from matconv_port.layers.registry import register_layer
 
@@ -48,6 +64,32 @@ def _scalar(v, default: float) -> float:
         return default
 
 
+def _size(v) -> int:
+    if v is None:
+        return 0
+    try:
+        return int(np.asarray(v, dtype=float).size)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _weights(v, layer: str) -> torch.Tensor | None:
+    """``instanceWeights`` as saved (MATLAB ``H x W x C x N`` order; a scalar; a list =
+    a MATLAB row) -> an ``N x C x H x W`` tensor that broadcasts like ``bsxfun``."""
+    if _size(v) == 0:
+        return None
+    try:
+        arr = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MatConvPortError(f"layer {layer!r} (dagnn.Loss): instanceWeights is not numeric") from None
+    if isinstance(v, list):
+        arr = arr.reshape(1, -1)
+    if arr.ndim > 4:
+        raise MatConvPortError(f"layer {layer!r} (dagnn.Loss): instanceWeights has {arr.ndim} dimensions")
+    arr = arr.reshape(arr.shape + (1,) * (4 - arr.ndim))
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(3, 2, 0, 1)))
+
+
 @register_layer("dagnn.Loss", simplenn="softmaxloss")
 class Loss(MatConvNetLayer):
     needs_label = True
@@ -62,6 +104,32 @@ class Loss(MatConvNetLayer):
         opts = _opts(self.block.get("opts"))
         self.top_k = int(_scalar(opts.get("topk", 5), 5))
         self.threshold = _scalar(opts.get("threshold", 0), 0.0)
+        self.instance_weights = _weights(opts.get("instanceweights"), self.layer_name)
+        self.has_class_weights = _size(opts.get("classweights")) > 0
+        self._opts = opts
+        #: stock semantics: vl_nnloss as is (set by configure_semantics)
+        self.plain = False
+        #: post-beta25 stock: divide by the batch size
+        self.normalise = False
+
+    def configure_semantics(self, semantics: str, source_format: str) -> list[str]:
+        messages = super().configure_semantics(semantics, source_format)
+        if semantics == "stock" and self.loss == "top5classerror":
+            raise MatConvPortError(f"layer {self.layer_name!r}: dagnn.Loss 'top5classerror' does not exist in stock "
+                                   f"MatConvNet (its vl_nnloss refuses it); the paper's fork has it: --semantics fork")
+        # a SimpleNN net runs as its fromSimpleNN DagNN (as the paper's scripts train it): the
+        # fork's dagnn.Loss frame logic applies to it under fork semantics too
+        self.plain = semantics == "stock"
+        ignored = self.block.get("simplennLossField")
+        if source_format == "simplenn" and isinstance(ignored, str):
+            messages.append(f"layer {self.layer_name!r} (SimpleNN loss) names the loss {ignored!r}, but vl_simplenn "
+                            f"ignores that field and computes softmaxlog (fork and stock); so does matconv-port")
+        self.normalise = semantics == "stock" and "normalise" in self.block and \
+            bool(_scalar(self._opts.get("normalise", 1), 1.0))
+        if self.has_class_weights:
+            messages.append(f"layer {self.layer_name!r} (dagnn.Loss): classWeights has no effect: MatConvNet's vl_nnloss "
+                            f"parses it and never applies it (fork and stock v1.0-beta25); neither does matconv-port")
+        return messages
 
     # -------------------------------------------------------------- labels
     def _labels(self, label: torch.Tensor, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -87,7 +155,16 @@ class Loss(MatConvNetLayer):
         n = x.shape[0]
         videos = ctx.num_videos if ctx.num_videos and n % ctx.num_videos == 0 else n
         frames = n // videos
-        if "error" in self.loss and (x.shape[2] > 1 or x.shape[3] > 1 or frames > 1):
+        if self.plain:  # stock: vl_nnloss as is, one label per item
+            videos, frames = n, 1
+            if label.dim() != 4 and label.numel() != n:
+                if self.source_format == "simplenn":
+                    raise ShapeError(f"layer {self.layer_name!r}: {label.numel()} labels for {n} items (vl_simplenn's "
+                                     f"vl_nnloss takes one label per item)")
+                raise ShapeError(f"layer {self.layer_name!r}: {label.numel()} labels for {n} items (stock MatConvNet's "
+                                 f"dagnn.Loss takes one label per item; the paper's fork repeats a video's label over "
+                                 f"its frames: --semantics fork)")
+        if not self.plain and "error" in self.loss and (x.shape[2] > 1 or x.shape[3] > 1 or frames > 1):
             # average predictions over space and the frames of each video
             x = x.reshape(videos, frames, x.shape[1], -1).mean(dim=(1, 3)).reshape(videos, -1, 1, 1)
             if label.dim() != 4 and label.numel() == n and frames > 1:
@@ -95,12 +172,31 @@ class Loss(MatConvNetLayer):
             frames = 1
         c = self._labels(label, x, frames)
         if self.loss in BINARY:
-            return [self._binary(x, c.expand_as(x)).reshape(1, 1, 1, 1)]
-        return [self._categorical(x, c).reshape(1, 1, 1, 1)]
+            y = self._binary(x, c.expand_as(x))
+        else:
+            y = self._categorical(x, c)
+        if self.normalise and x.shape[0] > 1:
+            y = y / x.shape[0]
+        return [y.reshape(1, 1, 1, 1)]
+
+    def _weighted_sum(self, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``instanceWeights(:)' * t(:)`` with ``instanceWeights = bsxfun(@times, c ~= 0, W)``."""
+        weights = (c != 0).to(t.dtype)
+        if self.instance_weights is not None:
+            w = self.instance_weights.to(device=t.device, dtype=t.dtype)
+            try:
+                shape = torch.broadcast_shapes(weights.shape, w.shape)
+            except RuntimeError:
+                shape = None
+            if shape != t.shape:
+                raise ShapeError(f"layer {self.layer_name!r}: instanceWeights of size "
+                                 f"{'x'.join(str(w.shape[k]) for k in (2, 3, 1, 0))} do not broadcast to the "
+                                 f"{t.shape[2]}x{t.shape[3]}x{t.shape[1]}x{t.shape[0]} loss terms (HxWxCxN)")
+            weights = weights * w
+        return (weights * t).sum()
 
     # -------------------------------------------------------------- losses
     def _categorical(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        weights = (c != 0).to(x.dtype)
         ci = (c.clamp(min=1) - 1).long()  # N x 1 x H x W, 0-based
         if self.loss == "classerror":
             chat = torch.argmax(x, dim=1, keepdim=True)
@@ -121,10 +217,9 @@ class Loss(MatConvNetLayer):
             else:  # mshinge
                 q = x.scatter(1, ci, float("-inf"))
                 t = torch.clamp(1 - xc + q.max(dim=1, keepdim=True).values, min=0)
-        return (weights * t).sum()
+        return self._weighted_sum(t, c)
 
     def _binary(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        weights = (c != 0).to(x.dtype)
         if self.loss == "binaryerror":
             t = (torch.sign(x - self.threshold) != c).to(x.dtype)
         elif self.loss == "binarylog":
@@ -135,4 +230,4 @@ class Loss(MatConvNetLayer):
             t = b + torch.log(torch.exp(-b) + torch.exp(a - b))
         else:  # hinge
             t = torch.clamp(1 - c * x, min=0)
-        return (weights * t).sum()
+        return self._weighted_sum(t, c)

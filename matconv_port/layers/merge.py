@@ -3,7 +3,8 @@
 Concat's ``dim`` is MATLAB's (1 = H, 2 = W, 3 = channels, 4 = items); inputs are
 joined in the order listed. The paper's fork zero-pads inputs of different spatial
 sizes at the bottom/right (``padarray(x, pad, 'post')``) to the largest H and W
-before joining. Scale is ``bsxfun(@times, x, a) (+ b)`` where ``a``/``b``
+before joining; stock MatConvNet refuses them (``semantics="stock"``, see
+:mod:`matconv_port.semantics`). Scale is ``bsxfun(@times, x, a) (+ b)`` where ``a``/``b``
 come from the params (``H x W x C`` maps broadcast against the activation) or, when
 the layer has no params, from its 2nd/3rd inputs.
 """
@@ -31,8 +32,23 @@ class Concat(MatConvNetLayer):
             raise ShapeError(f"layer {self.layer_name!r}: Concat dim {dim} is not one of 1..4")
         self.dim = MATLAB_DIM_TO_TORCH[dim]
 
+    def _check_stock(self, input_shapes) -> None:
+        """Stock MatConvNet (``vl_nnconcat`` -> ``cat``) refuses inputs whose sizes differ
+        outside ``dim``; only the paper's fork pads them."""
+        if self.semantics != "stock":
+            return
+        first = input_shapes[0]
+        for s in input_shapes[1:]:
+            if any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != self.dim):
+                sizes = ", ".join(mcn_size(x) for x in input_shapes)
+                raise ShapeError(f"layer {self.layer_name!r} (dagnn.Concat) cannot concatenate inputs of sizes {sizes} "
+                                 f"(HxWxCxN) under stock MatConvNet semantics (the paper's fork zero-pads different "
+                                 f"H, W: --semantics fork)")
+
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
-        """Inputs zero-padded at the bottom/right to the largest H, W, then joined."""
+        """Fork: inputs zero-padded at the bottom/right to the largest H, W, then joined.
+        Stock: sizes must agree outside ``dim``."""
+        self._check_stock([tuple(s) for s in input_shapes])
         max_h = max(s[2] for s in input_shapes)
         max_w = max(s[3] for s in input_shapes)
         padded = [(s[0], s[1], max_h, max_w) for s in input_shapes]
@@ -48,6 +64,7 @@ class Concat(MatConvNetLayer):
 
     def forward(self, inputs, params, ctx: ForwardContext):
         inputs = list(inputs)
+        self._check_stock([tuple(t.shape) for t in inputs])
         max_h = max(t.shape[2] for t in inputs)
         max_w = max(t.shape[3] for t in inputs)
         inputs = [t if (t.shape[2], t.shape[3]) == (max_h, max_w)

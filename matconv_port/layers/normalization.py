@@ -12,7 +12,8 @@ BatchNorm at test time: params ``[g, b, moments]`` with moments ``C x 2`` =
 ``[mean, sigma]``, sigma already ``sqrt(var + eps)``:
 ``y = g / sigma * (x - mean) + b`` (no epsilon added). In training mode the batch
 moments are used (``sigma = sqrt(var + epsilon)``, var over N, H, W, biased), as
-``vl_nnbnorm`` does; they are recorded for MatConvNet's moment update.
+``vl_nnbnorm`` does; they are recorded for MatConvNet's moment update. Epsilon's
+default differs between the fork and stock MatConvNet (:mod:`matconv_port.semantics`).
 """
 from __future__ import annotations
 
@@ -62,6 +63,24 @@ class BatchNorm(MatConvNetLayer):
         super().__init__(spec)
         self.epsilon = self.block_float("epsilon", 1e-4)
         self.has_moments = len(spec.params) >= 3
+
+    def configure_semantics(self, semantics: str, source_format: str) -> list[str]:
+        """Epsilon (used with batch moments only): a DagNN block's own ``epsilon``, else
+        the class default of that MatConvNet (fork 1e-4, stock 1e-5); a SimpleNN ``bnorm``:
+        the fork's ``vl_simplenn`` passes no epsilon (1e-4), stock's passes the layer's
+        (``vl_simplenn_tidy`` default 1e-5)."""
+        from matconv_port.semantics import BNORM_EPSILON, SIMPLENN_BNORM_EPSILON
+
+        messages = super().configure_semantics(semantics, source_format)
+        if source_format == "simplenn":
+            own = self.block.get("simplennEpsilon")
+            self.epsilon = float(own) if semantics == "stock" and isinstance(own, (int, float)) \
+                else SIMPLENN_BNORM_EPSILON[semantics]
+        else:
+            own = self.block.get("epsilon")
+            self.epsilon = self.block_float("epsilon", BNORM_EPSILON[semantics]) if own not in (None, []) \
+                else BNORM_EPSILON[semantics]
+        return messages
 
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         x = input_shapes[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 
@@ -19,16 +18,10 @@ def format_iteration(mode: str, epoch: int, it: int, n_it: int, lr: float, hz: f
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # one writer for every file (a full disk / read-only folder: one line naming the path)
+    from matconv_port.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_stats_json(path: str, stats: dict[str, Any]) -> None:
@@ -64,13 +57,10 @@ def plot_curves(path: str, stats: dict[str, Any]) -> None:
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
+    from matconv_port.atomic import atomic_path
+
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=80)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
