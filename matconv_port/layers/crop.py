@@ -50,6 +50,7 @@ class Crop(MatConvNetLayer):
         return [(n, c, h - top - bottom, w - left - right)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        self.output_shapes([tuple(t.shape) for t in inputs], [], ctx)
         x, ref = inputs[0], inputs[1]
         top, bottom, left, right = self.adapted_crops(tuple(x.shape), tuple(ref.shape))
         # a copy, never a view of the first input (a later in-place layer must not write into it)

@@ -166,6 +166,9 @@ class ROIPooling(MatConvNetLayer):
                                                  f"([image x1 y1 x2 y2] per ROI)")
         return numel // 5
 
+    def input_shape_hint(self, slot: int, items: int) -> Shape | None:
+        return (1, 1, 5, 1) if slot == 1 else None  # one ROI, MATLAB 5 x 1
+
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         r = self._num_rois(input_shapes)
         c = input_shapes[0][1]
@@ -173,8 +176,8 @@ class ROIPooling(MatConvNetLayer):
         return [(r, c * ph * pw, 1, 1)] if self.flatten else [(r, c, ph, pw)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        self._num_rois([tuple(t.shape) for t in inputs])
         x, rois = inputs[0], inputs[1]
-        self._num_rois([tuple(x.shape), tuple(rois.shape)])
         y = roi_pool(x, rois, self.subdivisions, self.transform, self.method)
         if self.flatten:  # MATLAB reshape(y, 1, 1, [], R): ph fastest, then pw, then C
             y = y.permute(0, 1, 3, 2).reshape(y.shape[0], -1, 1, 1)

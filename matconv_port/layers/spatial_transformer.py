@@ -65,8 +65,8 @@ class BilinearSampler(MatConvNetLayer):
         return [(m, c, ho, wo)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        self.output_shapes([tuple(t.shape) for t in inputs], [], ctx)
         x, grid = inputs
-        self.output_shapes([tuple(x.shape), tuple(grid.shape)], [], ctx)
         group = grid.shape[0] // x.shape[0]
         if group > 1:
             x = x.repeat_interleave(group, dim=0)
@@ -98,6 +98,9 @@ class _GridGenerator(MatConvNetLayer):
 
 @register_layer("dagnn.AffineGridGenerator")
 class AffineGridGenerator(_GridGenerator):
+    def input_shape_hint(self, slot: int, items: int) -> Shape | None:
+        return (items, 6, 1, 1)  # 1 x 1 x 6 x N
+
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         s = input_shapes[0]
         if len(input_shapes) != 1 or len(s) != 4 or s[1] * s[2] * s[3] != 6:
@@ -106,8 +109,8 @@ class AffineGridGenerator(_GridGenerator):
         return [(s[0], self.wo, 2, self.ho)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        self.output_shapes([tuple(t.shape) for t in inputs], [], ctx)
         a = inputs[0]
-        self.output_shapes([tuple(a.shape)], [], ctx)
         n = a.shape[0]
         # column-major values of each item (h fastest, then w, then c) -> A(r, c), r, c 1-based
         A = a.permute(0, 1, 3, 2).reshape(n, 3, 2).transpose(1, 2)  # n x 2 x 3: A[n, r, c]
@@ -122,6 +125,9 @@ class AffineGridGenerator(_GridGenerator):
 
 @register_layer("dagnn.UniformScalingGridGenerator")
 class UniformScalingGridGenerator(_GridGenerator):
+    def input_shape_hint(self, slot: int, items: int) -> Shape | None:
+        return (items, 3, 1, 1)  # 1 x 1 x 3 x N
+
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         s = input_shapes[0]
         if len(input_shapes) != 1 or len(s) != 4 or tuple(s[1:]) != (3, 1, 1):
@@ -130,8 +136,8 @@ class UniformScalingGridGenerator(_GridGenerator):
         return [(s[0], self.wo, 2, self.ho)]
 
     def forward(self, inputs: list[torch.Tensor], params: list[torch.Tensor], ctx: ForwardContext) -> list[torch.Tensor]:
+        self.output_shapes([tuple(t.shape) for t in inputs], [], ctx)
         t = inputs[0]
-        self.output_shapes([tuple(t.shape)], [], ctx)
         s, ty, tx = t[:, 0, 0, 0], t[:, 1, 0, 0], t[:, 2, 0, 0]
         xi = self.xi.to(t.dtype)
         yi = self.yi.to(t.dtype)
