@@ -206,3 +206,30 @@ def test_convert_round_trip(tmp_path):
     for name in case.expected:
         assert torch.equal(a[name], b[name]), name
         assert relative_error(a[name], case.expected[name], reference_scale(case, converted, name)) <= RTOL_FP32
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_roi_pool_chunks_match_a_direct_loop(method):
+    """Many ROIs (several chunks, several images, partly outside): the vectorised pooling
+    equals a direct transcription of nnroipooling.cu's loops (same bin edges)."""
+    from matconv_port.layers.roipooling import roi_bins, roi_pool, roi_rows
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.standard_normal((3, 4, 13, 17))).to(torch.float64)
+    n = 45
+    corners = rng.uniform(-6, 22, (4, n))
+    rois = np.vstack([rng.integers(1, 4, n), corners]).astype(np.float64)
+    rois_t = torch.from_numpy(rois)[None, None]  # MATLAB 5 x n
+    transform = (0.7, 0.05, -0.1, 0.6, 0.4, 0.2)
+    got = roi_pool(x, rois_t, (3, 4), transform, method)
+    image, hl, hh, wl, wh = roi_bins(roi_rows(rois_t), np.dtype(np.float64), transform, (3, 4), 13, 17, 3)
+    want = torch.zeros_like(got)
+    for r in range(n):
+        for p in range(3):
+            for q in range(4):
+                part = x[image[r], :, hl[r, p]:hh[r, p], wl[r, q]:wh[r, q]]
+                if part.numel():
+                    want[r, :, p, q] = part.amax(dim=(1, 2)) if method == "max" else \
+                        part.sum(dim=(1, 2)) * (1.0 / (part.shape[1] * part.shape[2]))
+    assert (want == 0).any() and (want != 0).any()
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)

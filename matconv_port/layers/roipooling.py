@@ -25,10 +25,6 @@ from matconv_port.layers.base import ForwardContext, MatConvNetLayer, Shape
 from matconv_port.layers.registry import register_layer
 from matconv_port.netspec import as_float_list
 
-#: ROIs pooled together (bounds the temporary (chunk, C, H, W) gather)
-_ROI_CHUNK = 16
-
-
 def roi_transform(value) -> tuple[float, ...]:
     """vl_nnroipool's TRANSFORM option -> the 6 coefficients ``[a b c d e f]``."""
     vals = as_float_list(value) if value is not None else [1.0]
@@ -91,47 +87,80 @@ def roi_bins(rows: np.ndarray, dtype: np.dtype, transform, subdivisions, height:
     return image, h_lo, h_hi, w_lo, w_hi
 
 
+#: ROIs handled together (bounds the temporaries: chunk x C x H x W for avg, chunk x pw x C x H for max)
+_ROI_CHUNK = 16
+
+
+def _range_max_table(t: torch.Tensor) -> torch.Tensor:
+    """Sparse table along dim 0 (length L): ``T[k, i] = max(t[i : i + 2^k])`` (``-inf``
+    past the end), so any range max is the max of two entries."""
+    levels = [t]
+    span = 1
+    while 2 * span <= t.shape[0]:
+        prev = levels[-1]
+        nxt = torch.full_like(prev, float("-inf"))
+        nxt[: t.shape[0] - span] = torch.maximum(prev[: t.shape[0] - span], prev[span:])
+        levels.append(nxt)
+        span *= 2
+    return torch.stack(levels)
+
+
+def _range_max(table: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+    """``max(t[lo:hi])`` for index arrays lo, hi (non-empty ranges; others give garbage,
+    masked by the caller); ``extra`` index the dims after the range dim."""
+    length = (hi - lo).clamp(min=1)
+    k = torch.floor(torch.log2(length.to(torch.float64))).to(torch.long)
+    k = k.clamp(max=table.shape[0] - 1)
+    last = table.shape[1] - 1
+    a = table[(k, lo.clamp(0, last)) + extra]
+    b = table[(k, (hi - (1 << k)).clamp(0, last)) + extra]
+    return torch.maximum(a, b)
+
+
 def roi_pool(x: torch.Tensor, rois: torch.Tensor, subdivisions, transform, method: str) -> torch.Tensor:
-    """vl_nnroipool forward: ``R x C x ph x pw``."""
+    """vl_nnroipool forward: ``R x C x ph x pw``, ROIs grouped by image, in chunks.
+    max: exact range maxima (a sparse table along W, then a gather of each bin's rows); avg: bin sums as
+    mask products, times ``1 / count`` in the data type."""
     n, ch, height, width = x.shape
     ph, pw = subdivisions
     dtype = np.dtype(np.float64) if x.dtype == torch.float64 else np.dtype(np.float32)
     rows = roi_rows(rois)
     image, h_lo, h_hi, w_lo, w_hi = roi_bins(rows, dtype, transform, subdivisions, height, width, n)
     dev = x.device
-    hs = torch.arange(height, device=dev)
-    ws = torch.arange(width, device=dev)
-    # bin masks: R x ph x H and R x pw x W
-    mh = (hs >= torch.as_tensor(h_lo, device=dev)[..., None]) & (hs < torch.as_tensor(h_hi, device=dev)[..., None])
-    mw = (ws >= torch.as_tensor(w_lo, device=dev)[..., None]) & (ws < torch.as_tensor(w_hi, device=dev)[..., None])
-    count = torch.as_tensor((np.maximum(h_hi - h_lo, 0)[:, :, None] * np.maximum(w_hi - w_lo, 0)[:, None, :]),
-                            device=dev)  # R x ph x pw
-    image_t = torch.as_tensor(image, device=dev)
-    outs = []
-    for s in range(0, rows.shape[0], _ROI_CHUNK):
-        sl = slice(s, s + _ROI_CHUNK)
-        xr = x[image_t[sl]]  # r x C x H x W
-        if method == "avg":
-            # sum over each bin, then times 1/count in the data type (acc_sum)
-            sums = torch.einsum("rph,rchw,rqw->rcpq", mh[sl].to(x.dtype), xr, mw[sl].to(x.dtype))
-            scale = torch.where(count[sl] > 0, 1.0 / count[sl].clamp(min=1).to(x.dtype),
-                                torch.zeros((), dtype=x.dtype, device=dev))
-            outs.append(sums * scale[:, None])
-        else:
-            neg = torch.tensor(float("-inf"), dtype=x.dtype, device=dev)
-            cols = []
-            for q in range(pw):  # max over W inside bin column q: r x C x H
-                cols.append(torch.where(mw[sl, q][:, None, None, :], xr, neg).amax(dim=3))
-            colmax = torch.stack(cols, dim=3)  # r x C x H x pw
-            rowsl = []
-            for p in range(ph):
-                rowsl.append(torch.where(mh[sl, p][:, None, :, None], colmax, neg).amax(dim=2))
-            m = torch.stack(rowsl, dim=2)  # r x C x ph x pw
-            m = torch.where((count[sl] > 0)[:, None], m, torch.zeros((), dtype=x.dtype, device=dev))
-            outs.append(m)
-    if not outs:
-        return x.new_zeros((0, ch, ph, pw))
-    return torch.cat(outs, dim=0)
+    t = {k: torch.as_tensor(v, device=dev) for k, v in (("hl", h_lo), ("hh", h_hi), ("wl", w_lo), ("wh", w_hi))}
+    # bins with content: ph x pw per ROI
+    valid = ((t["hh"] > t["hl"])[:, :, None] & (t["wh"] > t["wl"])[:, None, :])
+    out = x.new_zeros((rows.shape[0], ch, ph, pw))
+    zero = x.new_zeros(())
+    for img in np.unique(image):
+        members = np.nonzero(image == img)[0]
+        xi = x[int(img)]  # C x H x W
+        if method == "max":
+            table_w = _range_max_table(xi.permute(2, 0, 1))  # K x W x C x H
+        for s in range(0, members.size, _ROI_CHUNK):
+            idx = torch.as_tensor(members[s:s + _ROI_CHUNK], device=dev)
+            r = idx.numel()
+            hl, hh, wl, wh = t["hl"][idx], t["hh"][idx], t["wl"][idx], t["wh"][idx]
+            if method == "avg":
+                hs = torch.arange(height, device=dev)
+                ws = torch.arange(width, device=dev)
+                mh = ((hs >= hl[..., None]) & (hs < hh[..., None])).to(x.dtype)  # r x ph x H
+                mw = ((ws >= wl[..., None]) & (ws < wh[..., None])).to(x.dtype)  # r x pw x W
+                sums = torch.matmul(torch.matmul(mh[:, None], xi[None]), mw[:, None].transpose(2, 3))  # r x C x ph x pw
+                count = (hh - hl).clamp(min=0)[:, :, None] * (wh - wl).clamp(min=0)[:, None, :]
+                scale = torch.where(count > 0, 1 / count.clamp(min=1).to(x.dtype), zero)
+                block = sums * scale[:, None]
+            else:
+                cols = _range_max(table_w, wl, wh)  # r x pw x C x H
+                # rows of each bin: gather hl, hl+1, ... (repeating the last row) and take the max
+                span = int((hh - hl).max().clamp(min=1))
+                rows_h = torch.minimum(hl[..., None] + torch.arange(span, device=dev), (hh[..., None] - 1))
+                rows_h = rows_h.clamp(0, height - 1)  # r x ph x span
+                rr = torch.arange(r, device=dev)[:, None, None]
+                block = cols[rr, :, :, rows_h].amax(dim=2)  # r x ph x pw x C
+                block = block.permute(0, 3, 1, 2)
+            out[idx] = torch.where(valid[idx][:, None], block, zero)
+    return out
 
 
 @register_layer("dagnn.ROIPooling")
