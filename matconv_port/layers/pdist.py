@@ -6,7 +6,7 @@
 ``p == 1``: ``sum |d|``; ``p == 2``: ``sqrt(sum d^2)`` (``sum d^2`` with ``noRoot``);
 otherwise ``(sum |d|^p)^(1/p)`` (``sum |d|^p`` with ``noRoot``). Output
 ``H x W x 1 x N``, times the ``instanceWeights`` (DagNN: an optional third input;
-SimpleNN: the layer's field) when given, summed to a scalar with ``aggregate``.
+SimpleNN: the layer's field; DagNN ``opts`` may also carry it) when given, summed to a scalar with ``aggregate``.
 ``epsilon`` only enters the derivatives. Block options: ``p`` (default 2),
 ``aggregate`` (DagNN default TRUE, SimpleNN/``vl_nnpdist`` default false), ``noRoot``
 and ``epsilon`` as DagNN ``opts`` name/value pairs or SimpleNN fields.
@@ -66,7 +66,7 @@ class PDist(MatConvNetLayer):
         self.aggregate = _flag(self.block.get("aggregate", False if simplenn else True))
         self.no_root = _flag(opts.get("noroot", self.block.get("noRoot", False)))
         self.epsilon = float(as_float_list(opts.get("epsilon", self.block.get("epsilon", 1e-6)))[0])
-        w = self.block.get("instanceWeights")
+        w = opts.get("instanceweights", self.block.get("instanceWeights"))
         self.instance_weights = None
         if w is not None and not isinstance(w, str) and np.asarray(w).size:
             self.register_buffer("instance_weights", torch.as_tensor(np.asarray(w, dtype=np.float64)),
