@@ -233,3 +233,16 @@ def test_roi_pool_chunks_match_a_direct_loop(method):
                         part.sum(dim=(1, 2)) * (1.0 / (part.shape[1] * part.shape[2]))
     assert (want == 0).any() and (want != 0).any()
     torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
+
+
+def test_rois_as_r_by_5_rows_or_matconvnet_layout():
+    """ROIs may be given as the MatConvNet 5 x R array (4-D layout tensor) or as R x 5 rows."""
+    from matconv_port import from_matconvnet_layout
+
+    case = load_case(os.path.join(STOCK, "dagnn_stock_roipool.mat"))
+    model = load(os.path.join(STOCK, "dagnn_stock_roipool.mat"))
+    mcn = sio.loadmat(os.path.join(STOCK, "dagnn_stock_roipool.mat"))["rois"]  # 5 x R
+    a = model.forward_vars({"input": case.inputs["input"], "rois": from_matconvnet_layout(mcn)})
+    b = model.forward_vars({"input": case.inputs["input"], "rois": torch.from_numpy(np.ascontiguousarray(mcn.T))})
+    for name in ("p_max", "p_avg_affine", "p_flat"):
+        assert torch.equal(a[name], b[name]), name

@@ -2,7 +2,9 @@
 ``matlab/src/vl_nnroipool.cu``, ``matlab/src/bits/nnroipooling.cu``, CPU path).
 
 Inputs: the feature map ``H x W x C x N`` and the ROIs, ``5 x R`` values (any shape
-with ``5R`` elements, read in MATLAB's column-major order): ``[t u1 v1 u2 v2]`` = the
+with ``5R`` elements, read in MATLAB's column-major order; as a tensor: a 4-D tensor is
+that MatConvNet array in this project's ``N x C x H x W`` layout, e.g.
+``from_matconvnet_layout(rois)``, a 2-D tensor is ``R x 5`` rows): ``[t u1 v1 u2 v2]`` = the
 1-based image index in the batch and the 1-based (x1, y1, x2, y2) corners in IMAGE
 coordinates. ``transform`` maps image to feature coordinates, ``u' = a u + c v + e``,
 ``v' = b u + d v + f`` with ``[a b c d e f]`` = a 2 x 3 matrix (6 values); a scalar

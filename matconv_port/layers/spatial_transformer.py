@@ -89,8 +89,11 @@ class _GridGenerator(MatConvNetLayer):
         if self.ho < 1 or self.wo < 1:
             raise ShapeError(f"layer {self.layer_name!r} ({self.mcn_type}): output grid size Ho x Wo = "
                              f"{self.ho} x {self.wo} is empty")
-        self.register_buffer("xi", torch.from_numpy(matlab_linspace(self.ho)), persistent=False)
-        self.register_buffer("yi", torch.from_numpy(matlab_linspace(self.wo)), persistent=False)
+
+    def axes(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xi`` (Ho values) and ``yi`` (Wo values), computed in double, cast to ``like``'s type."""
+        return (torch.from_numpy(matlab_linspace(self.ho)).to(device=like.device, dtype=like.dtype),
+                torch.from_numpy(matlab_linspace(self.wo)).to(device=like.device, dtype=like.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.layer_name!r}, Ho={self.ho}, Wo={self.wo}"
@@ -114,8 +117,7 @@ class AffineGridGenerator(_GridGenerator):
         n = a.shape[0]
         # column-major values of each item (h fastest, then w, then c) -> A(r, c), r, c 1-based
         A = a.permute(0, 1, 3, 2).reshape(n, 3, 2).transpose(1, 2)  # n x 2 x 3: A[n, r, c]
-        xi = self.xi.to(a.dtype)
-        yi = self.yi.to(a.dtype)
+        xi, yi = self.axes(a)
         # g[n, c, i, j] = A(1,c) xi(i) + A(2,c) yi(j) + A(c,3)
         g = (A[:, 0, :2, None, None] * xi[None, None, :, None]
              + A[:, 1, :2, None, None] * yi[None, None, None, :]) + A[:, :2, 2, None, None]
@@ -139,8 +141,7 @@ class UniformScalingGridGenerator(_GridGenerator):
         self.output_shapes([tuple(t.shape) for t in inputs], [], ctx)
         t = inputs[0]
         s, ty, tx = t[:, 0, 0, 0], t[:, 1, 0, 0], t[:, 2, 0, 0]
-        xi = self.xi.to(t.dtype)
-        yi = self.yi.to(t.dtype)
+        xi, yi = self.axes(t)
         n = t.shape[0]
         gy = (xi[None, :] * s[:, None] + ty[:, None])[:, :, None].expand(n, self.ho, self.wo)
         gx = (yi[None, :] * s[:, None] + tx[:, None])[:, None, :].expand(n, self.ho, self.wo)
