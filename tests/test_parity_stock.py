@@ -94,7 +94,13 @@ def test_fixtures_cover_every_stock_type_and_option():
     assert grid.shape[3] == 4 and grid.min() < -1.5 and grid.max() > 1.5
     # SimpleNN types noffset, spnorm, pdist
     sn = load(os.path.join(STOCK, "simplenn_stock_types.mat"))
-    assert [l.type for l in sn.layer_specs][1:] == ["dagnn.NormOffset", "dagnn.SpatialNorm", "dagnn.ReLU", "dagnn.PDist"]
+    assert [l.type for l in sn.layer_specs][1:] == ["dagnn.NormOffset", "dagnn.SpatialNorm", "dagnn.ReLU", "dagnn.PDist",
+                                                    "dagnn.PDist"]
+    plain, with_opts = sn.layers[4], sn.layers[5]
+    assert (plain.p, plain.no_root, plain.aggregate, plain.instance_weights) == (2.0, False, False, None)
+    assert (with_opts.p, with_opts.no_root, with_opts.aggregate) == (3.0, True, True)
+    assert with_opts.instance_weights.shape == (7, 6, 1, 2) and with_opts.epsilon == 1e-2
+    assert sn.label_vars == ["label", "label1"]
 
 
 @pytest.mark.parametrize("path", FP32, ids=_ids(FP32))

@@ -8,8 +8,9 @@ otherwise ``(sum |d|^p)^(1/p)`` (``sum |d|^p`` with ``noRoot``). Output
 ``H x W x 1 x N``, times the ``instanceWeights`` (DagNN: an optional third input;
 SimpleNN: the layer's field; DagNN ``opts`` may also carry it) when given, summed to a scalar with ``aggregate``.
 ``epsilon`` only enters the derivatives. Block options: ``p`` (default 2),
-``aggregate`` (DagNN default TRUE, SimpleNN/``vl_nnpdist`` default false), ``noRoot``
-and ``epsilon`` as DagNN ``opts`` name/value pairs or SimpleNN fields.
+``aggregate`` (DagNN default TRUE; SimpleNN/``vl_nnpdist`` default false, which the
+SimpleNN converter writes into the block), ``noRoot``, ``epsilon`` (and
+``instanceWeights``) as ``opts`` name/value pairs (SimpleNN fields are read too).
 
 PDist is a ``dagnn.Loss`` in MatConvNet: its second input (``x0``; SimpleNN: the
 layer's ``class`` field, fed as the ``label`` var) is a target.
@@ -61,16 +62,15 @@ class PDist(MatConvNetLayer):
     def __init__(self, spec):
         super().__init__(spec)
         opts = _opts(self.block.get("opts"))
-        simplenn = "noRoot" in self.block  # SimpleNN fields (vl_simplenn_tidy fills them)
         self.p = self.block_float("p", 2.0)
-        self.aggregate = _flag(self.block.get("aggregate", False if simplenn else True))
+        self.aggregate = _flag(self.block.get("aggregate", True))
         self.no_root = _flag(opts.get("noroot", self.block.get("noRoot", False)))
         self.epsilon = float(as_float_list(opts.get("epsilon", self.block.get("epsilon", 1e-6)))[0])
         w = opts.get("instanceweights", self.block.get("instanceWeights"))
+        # a constant of the layer (SimpleNN field or DagNN opts), kept in double: cast per call
         self.instance_weights = None
         if w is not None and not isinstance(w, str) and np.asarray(w).size:
-            self.register_buffer("instance_weights", torch.as_tensor(np.asarray(w, dtype=np.float64)),
-                                 persistent=False)
+            self.instance_weights = np.asarray(w, dtype=np.float64)
         if not (self.p > 0):
             raise ShapeError(f"layer {self.layer_name!r} (dagnn.PDist): p = {self.p} must be positive")
 
@@ -101,7 +101,15 @@ class PDist(MatConvNetLayer):
         if weights is None and self.instance_weights is not None:
             from matconv_port.layout import from_matconvnet_layout
 
-            weights = from_matconvnet_layout(self.instance_weights)
+            w = self.instance_weights
+            if w.ndim <= 1 or sum(d > 1 for d in w.shape) == 1:
+                # a block read back as a flat list: MATLAB column-major values of the distances' shape
+                n, _, h, wd = y.shape
+                if w.size == n * h * wd:
+                    w = w.reshape((h, wd, 1, n), order="F")
+                elif w.size == n:
+                    w = w.reshape((1, 1, 1, n))
+            weights = from_matconvnet_layout(np.array(w, copy=True))
         if weights is not None:
             y = y * weights.to(device=y.device, dtype=y.dtype)
         if self.aggregate:
