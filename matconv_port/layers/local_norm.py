@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from matconv_port.errors import ShapeError
-from matconv_port.layers.base import ForwardContext, SameShapeLayer, Shape
+from matconv_port.layers.base import ForwardContext, SameShapeLayer
 from matconv_port.layers.pooling import avg_pool_excluding_pad
 from matconv_port.layers.registry import register_layer
 
