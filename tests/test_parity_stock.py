@@ -334,3 +334,13 @@ def test_backward_matches_stock(gpath):
         assert err <= tol, f"{name}: {err:.2e} > {tol:g}"
         checked += 1
     assert checked >= 1
+    from matconv_port.layers.registry import param_to_matconvnet
+
+    for key in g:  # params' derivatives (the conv/convt params of the crop and roipool cases)
+        if key.startswith("pder_"):
+            name = key[5:]
+            grad = model.params[model.param_keys[name]].grad
+            ours = param_to_matconvnet(model.param_layouts[name], grad, model.param_shapes[name])
+            ref = np.asarray(g[key], dtype=np.float64)
+            err = float(np.abs(ours.reshape(-1, order="F") - ref.reshape(-1, order="F")).max() / np.abs(ref).max())
+            assert err <= rtol, f"param {name}: {err:.2e}"
