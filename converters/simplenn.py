@@ -19,6 +19,12 @@ name>`` (``loss<i>`` if that layer has no name) with a second input ``label``, t
 properties ``saveobj`` would write for the DagNN block (setter-normalised: a scalar
 ``pad`` -> 4 values, a scalar ``stride`` -> 2, ``size`` padded to 4 dims).
 
+``pdist`` (which fromSimpleNN refuses) -> ``dagnn.PDist`` with ``vl_simplenn``'s
+second operand ``l.class`` as a label var (like ``loss``) and the tidied fields as the
+DagNN block (``p``, ``aggregate``; ``noRoot``, ``epsilon``, ``instanceWeights`` in ``opts``);
+``noffset``/``spnorm`` -> ``dagnn.NormOffset``/``dagnn.SpatialNorm`` (registered) with
+their ``param``.
+
 Types fromSimpleNN does not know (``SubP``, ``dpool``, ``custom``, ...; ``loss`` is run as
 ``dagnn.Loss`` like vl_simplenn runs it) keep
 their SimpleNN type (or the DagNN type a registered custom layer claims) and all
@@ -246,6 +252,20 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
             block = {"loss": "softmaxlog", "opts": []}
             if isinstance(loss, str) and loss and loss.lower() != "softmaxlog":
                 block["simplennLossField"] = loss
+        elif ltype == "pdist":
+            # not in fromSimpleNN (stock beta25 refuses it); vl_simplenn runs
+            # vl_nnpdist(x, l.class, l.p, ...): the target becomes a label var, as for `loss`
+            for v in inputs:
+                add_var(v)
+            inputs.append(new_var_name("label"))
+            # the block of the equivalent dagnn.PDist: vl_nnpdist's other options go to `opts`
+            opts = ["noRoot", bool(_floats(layer["noRoot"])[0]) if not _is_empty(layer["noRoot"]) else False,
+                    "epsilon", float(_floats(layer["epsilon"])[0]) if not _is_empty(layer["epsilon"]) else 1e-3]
+            if not _is_empty(layer.get("instanceWeights")):
+                opts += ["instanceWeights", meta_to_plain(layer["instanceWeights"])]  # an array keeps its shape
+            block = {"p": float(_floats(layer["p"])[0]) if not _is_empty(layer["p"]) else 2.0,
+                     "aggregate": bool(_floats(layer["aggregate"])[0]) if not _is_empty(layer["aggregate"]) else False,
+                     "loss": "pdist", "ignoreAverage": False, "opts": opts}
         elif ltype == "bnorm":
             w = _weights_list(layer["weights"])
             if len(w) < 2 or any(not isinstance(x, np.ndarray) for x in w[:3]):

@@ -61,6 +61,18 @@ BLOCK_SCHEMAS: dict[str, list[tuple[str, str, Any]]] = {
     "dagnn.Concat": [("dim", DOUBLE, 3)],
     "dagnn.Sum": [],
     "dagnn.Scale": [("size", DOUBLE, _EMPTY), ("hasBias", LOGICAL, True)],
+    # stock MatConvNet 1.0-beta25 types (matlab/+dagnn/*.m of v1.0-beta25)
+    "dagnn.Crop": [("crop", DOUBLE, [0, 0])],
+    "dagnn.ROIPooling": [("method", CHAR, "max"), ("subdivisions", DOUBLE, [6, 6]), ("transform", DOUBLE, 1),
+                         ("flatten", LOGICAL, False)],
+    "dagnn.BilinearSampler": [],
+    "dagnn.AffineGridGenerator": [("Ho", DOUBLE, 0), ("Wo", DOUBLE, 0)],
+    "dagnn.UniformScalingGridGenerator": [("Ho", DOUBLE, 0), ("Wo", DOUBLE, 0)],
+    "dagnn.NormOffset": [("param", DOUBLE, [1, 0.5])],
+    "dagnn.SpatialNorm": [("param", DOUBLE, [2, 2, 10, 2])],
+    # PDist < dagnn.Loss (stock's Loss: loss, ignoreAverage, opts)
+    "dagnn.PDist": [("p", DOUBLE, 2), ("aggregate", LOGICAL, True), ("loss", CHAR, "pdist"),
+                    ("ignoreAverage", LOGICAL, False), ("opts", CELL, [])],
 }
 
 #: other names a NetSpec block may use for a property (SimpleNN field names)
