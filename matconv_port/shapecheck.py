@@ -97,37 +97,33 @@ def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1,
     torch's compiler stack, about a second). ``use_meta`` runs every layer that way
     (the reference the arithmetic is tested against)."""
     ctx = ForwardContext(num_videos=num_videos, training=False, lrn_mode="exact")
-    shapes: dict[str, tuple] = {name: tuple(int(v) for v in shape) for name, shape in input_shapes.items()}
     param_shapes = {key: tuple(p.shape) for key, p in model.params.items()}
-    for li in model.execution_order:
-        lspec = model.layer_specs[li]
-        if any(v not in shapes for v in lspec.inputs):
-            continue
-        module = model.layers[li]
-        in_shapes = [shapes[v] for v in lspec.inputs]
-        p_shapes = [param_shapes[k] for k in model._layer_param_keys[li]]
-        outs = None if use_meta else module.output_shapes(in_shapes, p_shapes, ctx)
+
+    def layer_shapes(step, shapes: dict[str, tuple], overwrite: bool) -> None:
+        in_shapes = [shapes[v] for v in step.inputs]
+        p_shapes = [param_shapes[k] for k in step.param_keys]
+        outs = None if use_meta else model.layers[step.layer].output_shapes(in_shapes, p_shapes, ctx)
         if outs is None:
-            outs = _meta_output_shapes(model, li, in_shapes, ctx)
-        for name, shape in zip(lspec.outputs, outs):
+            outs = _meta_output_shapes(model, step, in_shapes, ctx)
+        for name, shape in zip(step.outputs, outs):
             shapes[name] = tuple(int(v) for v in shape)
-    return shapes
+
+    shapes = {name: tuple(int(v) for v in shape) for name, shape in input_shapes.items()}
+    return model.executor.run(shapes, layer_shapes)
 
 
-def _meta_output_shapes(model, li: int, in_shapes: list[tuple], ctx: ForwardContext) -> list[tuple]:
-    """Run layer ``li`` on ``meta`` tensors of these shapes."""
-    lspec = model.layer_specs[li]
+def _meta_output_shapes(model, step, in_shapes: list[tuple], ctx: ForwardContext) -> list[tuple]:
+    """Run layer ``step`` on ``meta`` tensors of these shapes."""
     inputs = [torch.empty(s, dtype=model.dtype, device="meta") for s in in_shapes]
-    params = [torch.empty(model.params[k].shape, dtype=model.params[k].dtype, device="meta")
-              for k in model._layer_param_keys[li]]
+    params = [torch.empty(model.params[k].shape, dtype=model.params[k].dtype, device="meta") for k in step.param_keys]
     try:
-        outs = model.layers[li](inputs, params, ctx)
+        outs = model.layers[step.layer](inputs, params, ctx)
     except MatConvPortError as exc:
         raise ShapeError(str(exc)) from None
     except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
-        sizes = ", ".join(f"{v} {mcn_size(s)}" for v, s in zip(lspec.inputs, in_shapes))
+        sizes = ", ".join(f"{v} {mcn_size(s)}" for v, s in zip(step.inputs, in_shapes))
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
+        raise ShapeError(f"layer {step.name!r} ({step.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
     return [tuple(t.shape) for t in outs]
 
 

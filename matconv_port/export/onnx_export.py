@@ -37,7 +37,6 @@ from torch import nn
 
 from matconv_port.atomic import atomic_path
 from matconv_port.errors import MatConvPortError, ShapeError
-from matconv_port.layers.base import ForwardContext
 
 #: max |onnxruntime - PyTorch| / max |PyTorch| accepted by the check
 ONNX_RTOL = 1e-5
@@ -179,10 +178,8 @@ class OnnxGraph(nn.Module):
         self.lrn_mode = lrn_mode
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ctx = ForwardContext(num_videos=xs[0].shape[0] // self.frames, training=False, lrn_mode=self.lrn_mode)
-        values = dict(zip(self.inputs, xs))
-        for li in self.order:
-            self.model._run_layer(li, values, ctx)
+        values, _ = self.model.execute(dict(zip(self.inputs, xs)), xs[0].shape[0] // self.frames, training=False,
+                                       layers=self.order, lrn_mode=self.lrn_mode)
         missing = [v for v in self.outputs if v not in values]
         if missing:
             raise ShapeError(f"output var(s) {missing} were not computed")
