@@ -7,7 +7,7 @@ exports it with :func:`matconv_port.export.export_onnx`, and times the PyTorch m
 SAME input (``videos`` clips of ``frames`` frames, ``size x size``), interleaved,
 median of the timed runs, in one process with the same thread count.
 
-    python benchmarks/bench_onnx.py [--frames 5] [--videos 1] [--size 224] [--iters 3]
+    python benchmarks/bench_onnx.py [--frames 5] [--videos 1] [--size 224] [--iters 5]
         [--exporter auto] [--work /tmp/matconv_bench] [--narrow] [--low-memory]
         [--append benchmarks/RESULTS_export.md]
 
@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=5)
     ap.add_argument("--videos", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--exporter", default="auto")
     ap.add_argument("--work", default="/tmp/matconv_bench")
     ap.add_argument("--narrow", action="store_true")

@@ -1,16 +1,10 @@
 """The PyTorch network built from a :class:`~matconv_port.netspec.NetSpec`.
 
-:class:`GraphExecutor` is the one place a MatConvNet graph runs (``dagnn.DagNN.eval``'s
-loop): compiled once from the NetSpec, it holds the execution order, each layer's
-param keys, which vars die after which layer and which layers may overwrite their
-input (``conserveMemory``), and runs an optional frozen prefix without autograd
-(``backpropDepth``). Forward (:meth:`MatConvNetModel.forward_vars`), training, ONNX
-tracing (through :meth:`MatConvNetModel.execute`) and the shape check (through
-:meth:`GraphExecutor.run` with a shape function) all run through it.
-
-:class:`MatConvNetModel` executes the layers in DagNN's execution order and
-returns every MatConvNet variable by name (:meth:`MatConvNetModel.forward_vars`).
-Activations are ``N x C x H x W`` with ``N = videos x frames``, frames fastest.
+:class:`GraphExecutor` is the one place a MatConvNet graph runs: forward
+(:meth:`MatConvNetModel.forward_vars`, which returns every MatConvNet variable by
+name), training and ONNX tracing (:meth:`MatConvNetModel.execute`) and the shape check
+all go through it. Activations are ``N x C x H x W`` with ``N = videos x frames``,
+frames fastest.
 
 Parameters are stored once per MatConvNet param name (shared params stay one
 tensor) in the torch layout their layer type declares; the original MatConvNet

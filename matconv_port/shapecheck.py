@@ -19,7 +19,7 @@ from matconv_port.layout import mcn_size
 CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
 
 
-def _meta_size(meta: dict) -> list[int] | None:
+def meta_input_size(meta: dict) -> list[int] | None:
     """``[H, W, (C)]`` from ``meta.normalization.imageSize`` or ``meta.inputSize``."""
     candidates = []
     norm = meta.get("normalization") if isinstance(meta, dict) else None
@@ -75,7 +75,7 @@ def input_channels(model, var: str) -> int | None:
 def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: int = 1) -> dict[str, tuple[int, int, int, int]]:
     """N x C x H x W shapes for the data inputs: size from ``size`` or ``meta``;
     channels from the consuming layer (else meta's 3rd size, else 1)."""
-    hw = list(size) if size else _meta_size(model.meta)
+    hw = list(size) if size else meta_input_size(model.meta)
     frames = model.frames_per_clip or 1
     shapes = {}
     for v in model.input_vars:
@@ -133,7 +133,7 @@ def check_shapes(model, size: Sequence[int] | None = None) -> dict[str, tuple]:
     one); the first error is reported if none fits."""
     if not model.input_vars:
         return {}
-    stated = list(size) if size else _meta_size(model.meta)
+    stated = list(size) if size else meta_input_size(model.meta)
     tries = [stated] if stated else [[s, s] for s in CANDIDATE_SIZES]
     first_error: ShapeError | None = None
     for hw in tries:

@@ -4,10 +4,10 @@ train vs val)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from typing import IO, Any, Callable
+
+from matconv_port.atomic import atomic_path, atomic_write_text
 
 
 #: without a progress bar, a per-iteration line every this many iterations (and the last)
@@ -58,22 +58,9 @@ class IterationLog:
             self.bar = None
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_stats_json(path: str, stats: dict[str, Any]) -> None:
     """``{"train": [per-epoch dict], "val": [...], ...}`` written atomically."""
-    _atomic_write_text(path, json.dumps(stats, indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(stats, indent=1, sort_keys=True))
 
 
 def plot_curves(path: str, stats: dict[str, Any]) -> None:
@@ -104,13 +91,8 @@ def plot_curves(path: str, stats: dict[str, Any]) -> None:
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
