@@ -32,10 +32,10 @@ from matconv_port.network import MatConvNetModel
 
 
 # ---------------------------------------------------------------------------- plain PyTorch
-def _tower(in_ch: int) -> nn.Sequential:
+def _tower(in_ch: int, widths: list[int]) -> nn.Sequential:
     mods: list[nn.Module] = []
     c = in_ch
-    for b, n, width in VGG16_BLOCKS:
+    for (b, n, _), width in zip(VGG16_BLOCKS, widths):
         for _ in range(n):
             mods += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
             c = width
@@ -44,27 +44,30 @@ def _tower(in_ch: int) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
-def _head(classes: int, linear: bool) -> nn.Sequential:
+def _head(classes: int, linear: bool, c: int = 512, fc: int = 4096) -> nn.Sequential:
     """torchvision's VGG classifier (``linear``: Linear layers on the flattened 7 x 7
     map) or the same as convolutions (score maps on larger inputs)."""
     if linear:
-        return nn.Sequential(nn.Flatten(1), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(0.85),
-                             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.85), nn.Linear(4096, classes))
-    return nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(0.85),
-                         nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(0.85),
-                         nn.Conv2d(4096, classes, 1))
+        return nn.Sequential(nn.Flatten(1), nn.Linear(c * 7 * 7, fc), nn.ReLU(inplace=True), nn.Dropout(0.85),
+                             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(0.85), nn.Linear(fc, classes))
+    return nn.Sequential(nn.Conv2d(c, fc, 7), nn.ReLU(inplace=True), nn.Dropout(0.85),
+                         nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout(0.85),
+                         nn.Conv2d(fc, classes, 1))
 
 
 class PlainFusedVGG16(nn.Module):
     """What a PyTorch user would write for the paper's fused net."""
 
-    def __init__(self, frames: int, classes: int = 101, linear: bool = False):
+    def __init__(self, frames: int, classes: int = 101, linear: bool = False, widths: list[int] | None = None,
+                 fc: int = 4096):
         super().__init__()
         self.frames = frames
-        self.rgb, self.flow = _tower(3), _tower(20)
-        self.fuse = nn.Conv3d(1024, 512, 3, padding=1)
+        widths = widths or [w for _, _, w in VGG16_BLOCKS]
+        self.c = c = widths[-1]
+        self.rgb, self.flow = _tower(3, widths), _tower(20, widths)
+        self.fuse = nn.Conv3d(2 * c, c, 3, padding=1)
         self.pool = nn.MaxPool3d((frames, 2, 2), (2, 2, 2))
-        self.head_rgb, self.head_flow = _head(classes, linear), _head(classes, linear)
+        self.head_rgb, self.head_flow = _head(classes, linear, c, fc), _head(classes, linear, c, fc)
 
     def _pool3d(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -74,8 +77,8 @@ class PlainFusedVGG16(nn.Module):
     def forward(self, rgb: torch.Tensor, flow: torch.Tensor):
         a, b = self.rgb(rgb), self.flow(flow)
         n, _, h, w = a.shape
-        v = torch.cat([a, b], 1).view(n // self.frames, self.frames, 1024, h, w).transpose(1, 2)
-        fused = torch.relu(self.fuse(v)).transpose(1, 2).reshape(n, 512, h, w)
+        v = torch.cat([a, b], 1).view(n // self.frames, self.frames, 2 * self.c, h, w).transpose(1, 2)
+        fused = torch.relu(self.fuse(v)).transpose(1, 2).reshape(n, self.c, h, w)
         return self.head_rgb(self._pool3d(fused)), self.head_flow(self._pool3d(b))
 
 
@@ -145,7 +148,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--narrow", action="store_true",
+                    help="quarter-width VGG-16 (16..128 channels, fc 1024): a quick run, not the benchmark")
     args = ap.parse_args(argv)
+    kw = {"widths": [16, 32, 64, 128, 128], "fc_width": 1024} if args.narrow else {}
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -155,14 +161,15 @@ def main(argv=None) -> int:
               f"fusion {c['fusion'] / 1e6:.2f}M)  {label}")
 
     t0 = time.perf_counter()
-    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1), vgg16_stream_netspec(20, 101, seed=2),
+    spec = build_fused_netspec(vgg16_stream_netspec(3, 101, seed=1, **kw), vgg16_stream_netspec(20, 101, seed=2, **kw),
                                FusionOptions(frames=args.frames))
     model = MatConvNetModel(spec, release_spec_values=True).eval()
     del spec
     sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(",")]
     plains = {}
     for kind in dict.fromkeys("linear" if hw == (224, 224) else "conv" for hw in sizes):
-        plains[kind] = plain = PlainFusedVGG16(args.frames, linear=kind == "linear").eval()
+        plains[kind] = plain = PlainFusedVGG16(args.frames, linear=kind == "linear", widths=kw.get("widths"),
+                                               fc=kw.get("fc_width", 4096)).eval()
         if len(plains) > 1:  # the towers and the fusion are the same modules; only the heads differ
             first = next(iter(plains.values()))
             plain.rgb, plain.flow, plain.fuse = first.rgb, first.flow, first.fuse

@@ -30,8 +30,12 @@ import torch
 from torch import nn
 
 
-def plain_tower(cin: int) -> nn.Sequential:
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+NARROW = {"widths": [16, 32, 64, 128, 128], "fc_width": 1024}
+
+
+def plain_tower(cin: int, widths: list[int] | None = None) -> nn.Sequential:
+    w = widths or [64, 128, 256, 512, 512]
+    cfg = [w[0], w[0], "M", w[1], w[1], "M", w[2], w[2], w[2], "M", w[3], w[3], w[3], "M", w[4], w[4], w[4]]
     layers: list[nn.Module] = []
     c = cin
     for v in cfg:
@@ -43,26 +47,28 @@ def plain_tower(cin: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def plain_head(classes: int, dropout: float, linear: bool = True) -> nn.Sequential:
+def plain_head(classes: int, dropout: float, linear: bool = True, c: int = 512, fc: int = 4096) -> nn.Sequential:
     """torchvision's VGG classifier (Linear layers on the flattened 7 x 7 map: the fastest
     plain form at 224); ``linear=False``: the same as convolutions, for score maps."""
     if linear:
-        return nn.Sequential(nn.Flatten(1), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                             nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                             nn.Linear(4096, classes))
-    return nn.Sequential(nn.Conv2d(512, 4096, 7), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Conv2d(4096, 4096, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                         nn.Conv2d(4096, classes, 1))
+        return nn.Sequential(nn.Flatten(1), nn.Linear(c * 7 * 7, fc), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                             nn.Linear(fc, classes))
+    return nn.Sequential(nn.Conv2d(c, fc, 7), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         nn.Conv2d(fc, classes, 1))
 
 
 class PlainFused(nn.Module):
-    def __init__(self, classes: int = 101, frames: int = 5, dropout: float = 0.85, linear: bool = True):
+    def __init__(self, classes: int = 101, frames: int = 5, dropout: float = 0.85, linear: bool = True,
+                 widths: list[int] | None = None, fc: int = 4096):
         super().__init__()
         self.frames = frames
-        self.rgb, self.flow = plain_tower(3), plain_tower(20)
-        self.conv3d = nn.Conv3d(1024, 512, 3, padding=1)
+        c = (widths or [512])[-1]
+        self.rgb, self.flow = plain_tower(3, widths), plain_tower(20, widths)
+        self.conv3d = nn.Conv3d(2 * c, c, 3, padding=1)
         self.pool = nn.MaxPool3d((frames, 2, 2), stride=(2, 2, 2))
-        self.head_s, self.head_t = plain_head(classes, dropout, linear), plain_head(classes, dropout, linear)
+        self.head_s, self.head_t = (plain_head(classes, dropout, linear, c, fc) for _ in range(2))
 
     def _clips(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -77,15 +83,19 @@ class PlainFused(nn.Module):
         return self.head_s(s).flatten(1), self.head_t(t).flatten(1)
 
 
-def build_ours(classes: int, frames: int, device: torch.device):
+def build_ours(classes: int, frames: int, device: torch.device, narrow: bool = False):
     from matconv_port.fusion import FusionOptions, build_fused_netspec
+    from matconv_port.fusion.vgg import vgg16_stream_netspec
     from matconv_port.network import MatConvNetModel
     from matconv_port.train.archs import vgg16
     from matconv_port.train.loop import objective_layers, trainable_param_names
     from matconv_port.train.optim import MatConvNetSGD, matconvnet_param_groups
 
-    spec = build_fused_netspec(vgg16(classes, "rgb", seed=1), vgg16(classes, "flow", seed=2),
-                               FusionOptions(frames=frames, dropout_rate=0.85))
+    if narrow:
+        streams = [vgg16_stream_netspec(c, classes, seed=s, **NARROW) for c, s in ((3, 1), (20, 2))]
+    else:
+        streams = [vgg16(classes, kind, seed=s) for kind, s in (("rgb", 1), ("flow", 2))]
+    spec = build_fused_netspec(*streams, FusionOptions(frames=frames, dropout_rate=0.85))
     model = MatConvNetModel(spec).to(device).train()
     depth = "relu5_3_spatial"
     trainable = trainable_param_names(model, depth)
@@ -105,6 +115,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--classes", type=int, default=101)
+    ap.add_argument("--narrow", action="store_true",
+                    help="quarter-width VGG-16 (16..128 channels, fc 1024): a quick run, not the benchmark")
     args = ap.parse_args()
     from matconv_port.train.loop import forward_backward
 
@@ -115,8 +127,9 @@ def main() -> None:
     flow = torch.randn(V * T, 20, S, S, device=device) * 20
     label = torch.randint(1, args.classes + 1, (V,), device=device).float()
 
-    ours, opt, frozen, objectives = build_ours(args.classes, T, device)
-    plain = PlainFused(args.classes, T, linear=S == 224).to(device).train()
+    ours, opt, frozen, objectives = build_ours(args.classes, T, device, args.narrow)
+    narrow = NARROW if args.narrow else {"widths": None, "fc_width": 4096}
+    plain = PlainFused(args.classes, T, linear=S == 224, widths=narrow["widths"], fc=narrow["fc_width"]).to(device).train()
     for p in list(plain.rgb.parameters()) + list(plain.flow.parameters()):
         p.requires_grad_(False)
     popt = torch.optim.SGD([p for p in plain.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, weight_decay=5e-4)

@@ -12,8 +12,9 @@ date of this run, a summary row per benchmark (its ratio lines) and each script'
 output. A benchmark that cannot run here (no CUDA, no MatConvNet build, ...) is
 skipped with its reason printed and recorded.
 
-``--quick``: small inputs and the fewest runs that still give medians of 5 (a few
-minutes on 2 cores): proves the scripts run and gives rough ratios. The full run
+``--quick``: quarter-width nets, small inputs and the fewest runs that still give
+medians of 5 (a few minutes on 2 cores): proves the scripts run and gives rough
+ratios, not the benchmark's figures. The full run
 (the default) takes about an hour on 2 cores and needs ~8 GB of memory and ~3 GB
 of disk under ``/tmp``.
 """
@@ -82,11 +83,11 @@ BENCHES: list[Bench] = [
     Bench("fusion_forward", "bench_fusion_forward.py",
           "fused two-stream VGG-16 forward vs plain PyTorch towers + Conv3d (ratio = plain / ours, goal >= 0.95)",
           full=["--sizes", "224x224,256x340", "--batch", "1", "--iters", "5", "--warmup", "1"],
-          quick=["--sizes", "224x224", "--batch", "1", "--iters", "5", "--warmup", "1"]),
+          quick=["--narrow", "--sizes", "224x224", "--batch", "1", "--iters", "5", "--warmup", "1"]),
     Bench("train_step", "bench_train_step.py",
           "fused VGG-16 training step vs a plain PyTorch step (ratio = ours / plain throughput, goal >= 0.9)",
           full=["--videos", "1", "--steps", "7", "--warmup", "1"],
-          quick=["--videos", "1", "--steps", "5", "--warmup", "1"]),
+          quick=["--narrow", "--videos", "1", "--steps", "5", "--warmup", "1"]),
     Bench("onnx", "bench_onnx.py",
           "onnxruntime vs PyTorch on the exported fused VGG-16 (ratio = PyTorch / onnxruntime)",
           full=["--iters", "5"],
@@ -121,7 +122,8 @@ def _git(*args: str) -> str:
         return ""
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -154,7 +156,7 @@ def machine_record() -> dict[str, str]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit,
-        "machine": f"{_cpu_name()}, {os.cpu_count()} CPU cores" + (f", {mem:.1f} GiB RAM" if mem else ""),
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPU cores" + (f", {mem:.1f} GiB RAM" if mem else ""),
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": f"{torch.__version__} ({torch.get_num_threads()} threads)",
@@ -174,7 +176,7 @@ class Outcome:
         """The script's ratio lines (what the goals are stated in)."""
         if self.status == "skipped":
             return f"skipped: {self.reason}"
-        lines = [l.strip() for l in self.output.splitlines() if re.search(r"\bratio", l) and l.strip()]
+        lines = [l.strip() for l in self.output.splitlines() if "ratio" in l and l.strip()]
         return "<br>".join(_md_cell(l) for l in lines[:6]) or _md_cell(self.status)
 
 
@@ -208,7 +210,8 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
 
 
 def write_results(path: str, record: dict[str, str], outcomes: list[Outcome], quick: bool) -> None:
-    mode = "quick (`--quick`: small inputs, rough ratios)" if quick else "full"
+    mode = "quick (`--quick`: quarter-width nets, small inputs: rough ratios, not the benchmarks' figures)" \
+        if quick else "full"
     lines = ["# Benchmark results", "",
              "Written by `python benchmarks/run_all.py` (do not edit by hand; rerun it). Every figure is the",
              "median of at least 5 timed runs, the measured code and its baseline interleaved in one process;",
@@ -245,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(b.name for b in BENCHES)}")
     record = machine_record()
+    untabled = sorted(set(f for f in os.listdir(HERE) if f.startswith("bench_") and f.endswith(".py"))
+                      - {b.script for b in BENCHES})
+    if untabled:  # a new script: it needs its quick and full arguments in BENCHES
+        record["not run (not in run_all.py's table yet)"] = ", ".join(untabled)
+        print(f"not in run_all.py's table, not run: {', '.join(untabled)}", flush=True)
     outcomes = []
     for bench in BENCHES:
         if only and bench.name not in only:
