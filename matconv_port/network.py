@@ -79,8 +79,6 @@ class GraphExecutor:
         self.steps: tuple[Step, ...] = tuple(
             Step(li, layers[li].name, layers[li].type, tuple(layers[li].inputs), tuple(layers[li].outputs),
                  tuple(param_keys[li])) for li in order)
-        #: layer indices in execution order
-        self.order: list[int] = [s.layer for s in self.steps]
         last: dict[str, int] = {}
         for pos, step in enumerate(self.steps):
             for v in step.inputs:
