@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="matconv-port convert: speed and memory vs. a plain decode")
     ap.add_argument("--work", default=mbm.DEFAULT_OUT, help=f"folder for the big files (default {mbm.DEFAULT_OUT})")
     ap.add_argument("--models", default="vgg16,fused", help="comma-separated: vgg16, fused")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each process (median reported)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each process (median reported)")
     ap.add_argument("--mode", choices=("cli", "python"), default="cli",
                     help="cli: the matconv-port console script; python: python -c convert_file(...)")
     ap.add_argument("--verify", action="store_true", help="check the converted params against the source")

@@ -137,7 +137,7 @@ def normalize_cost(root, plans, chunks, norm) -> float:
         torch.set_num_threads(threads)
 
 
-def e2e(device: str, clips: int = 2) -> dict:
+def e2e(device: str, clips: int = 2, passes: int = 5) -> dict:
     from matconv_port.fusion import FusionOptions, build_fused_netspec
     from matconv_port.train.archs import vgg16
     from matconv_port.network import MatConvNetModel
@@ -151,7 +151,7 @@ def e2e(device: str, clips: int = 2) -> dict:
     rgb = torch.randn(clips * 5, 3, 256, 340, device=device)
     flow = torch.randn(clips * 5, 20, 256, 340, device=device)
     times = []
-    for i in range(3 if device != "cpu" else 2):
+    for i in range(1 + passes):  # a warm-up, then the timed passes
         if device != "cpu":
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -160,7 +160,7 @@ def e2e(device: str, clips: int = 2) -> dict:
         if device != "cpu":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    per_clip = min(times[1:] if len(times) > 1 else times) / clips
+    per_clip = statistics.median(times[1:]) / clips
     return {"heads": heads, "s_per_clip": per_clip, "s_per_video": per_clip * 20,
             "videos_per_s": 1.0 / (per_clip * 20),
             "split1_hours": per_clip * 20 * UCF101_SPLIT1_TEST / 3600.0, "clips_per_pass": clips,
@@ -172,9 +172,10 @@ def main() -> int:
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--e2e", action="store_true")
     ap.add_argument("--e2e-clips", type=int, default=2)
+    ap.add_argument("--e2e-passes", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--results", default=None, help="append a markdown section to this file")
     ap.add_argument("--flat", action="store_true",
@@ -217,7 +218,7 @@ def main() -> int:
         }
         for k, v in res.items():
             print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
-    e = e2e(args.device, args.e2e_clips) if args.e2e else None
+    e = e2e(args.device, args.e2e_clips, args.e2e_passes) if args.e2e else None
     if e:
         for k, v in e.items():
             print(f"e2e {k}: {v}")

@@ -7,7 +7,7 @@ exports it with :func:`matconv_port.export.export_onnx`, and times the PyTorch m
 SAME input (``videos`` clips of ``frames`` frames, ``size x size``), interleaved,
 median of the timed runs, in one process with the same thread count.
 
-    python benchmarks/bench_onnx.py [--frames 5] [--videos 1] [--size 224] [--iters 3]
+    python benchmarks/bench_onnx.py [--frames 5] [--videos 1] [--size 224] [--iters 5]
         [--exporter auto] [--work /tmp/matconv_bench] [--narrow] [--low-memory]
         [--append benchmarks/RESULTS_export.md]
 
@@ -22,24 +22,13 @@ import argparse
 import datetime
 import gc
 import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
 import torch
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from run_all import cpu_name  # benchmarks/ is on sys.path when a script runs
 
 
 def build_model(frames: int, narrow: bool, size: int):
@@ -58,7 +47,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=5)
     ap.add_argument("--videos", type=int, default=1)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--exporter", default="auto")
     ap.add_argument("--work", default="/tmp/matconv_bench")
     ap.add_argument("--narrow", action="store_true")
@@ -138,7 +127,7 @@ def main() -> int:
     rel = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)) for a, b in zip(ref, got))
     med_t, med_o = statistics.median(times["torch"]), statistics.median(times["ort"])
     ratio = med_t / med_o
-    machine = f"{_cpu_name()}, {os.cpu_count()} cores visible, {threads} threads"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores visible, {threads} threads"
     versions = f"torch {torch.__version__}, onnxruntime {ort.__version__}"
     print(f"PyTorch {med_t:.3f} s, onnxruntime {med_o:.3f} s per batch of {args.videos} x {args.frames} frames "
           f"at {args.size}x{args.size}; ratio (PyTorch / onnxruntime) {ratio:.2f}; max rel diff {rel:.2g}")

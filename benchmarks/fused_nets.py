@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matconv_port.fusion.vgg import VGG16_BLOCKS
+from matconv_port.train.archs import VGG16_BLOCKS
 
 FULL_WIDTHS = tuple(w for _, _, w in VGG16_BLOCKS)
 #: a narrow net of the same structure for CPU dry runs (--small)
@@ -84,15 +84,15 @@ class PlainFusedVGG16(nn.Module):
 
 def build_fused_model(frames: int = 5, classes: int = 101, *, widths=FULL_WIDTHS, fc_width: int = 4096,
                       fc6_size: int = 7, dropout: float = 0.85, seed: int = 1):
-    """Our fused net (random He-scaled weights): two ``vgg16_stream_netspec`` streams
+    """Our fused net (random He-scaled weights): two paper-layout ``archs.vgg16`` streams
     fused by ``build_fused_netspec`` (cnn_ucf101_fusion.m's surgery)."""
     from matconv_port.fusion import FusionOptions, build_fused_netspec
-    from matconv_port.fusion.vgg import vgg16_stream_netspec
+    from matconv_port.train.archs import vgg16
     from matconv_port.network import MatConvNetModel
 
-    kw = dict(widths=list(widths), fc_width=fc_width, fc6_size=fc6_size, dropout=dropout)
-    spec = build_fused_netspec(vgg16_stream_netspec(3, classes, seed=seed, **kw),
-                               vgg16_stream_netspec(20, classes, seed=seed + 1, **kw),
+    kw = dict(widths=tuple(widths), fc_width=fc_width, fc6_size=fc6_size, dropout=dropout, init="he32", layout="paper")
+    spec = build_fused_netspec(vgg16(classes, "rgb", seed=seed, **kw),
+                               vgg16(classes, "flow", seed=seed + 1, **kw),
                                FusionOptions(frames=frames, dropout_rate=dropout))
     return MatConvNetModel(spec, release_spec_values=True)
 

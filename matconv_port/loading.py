@@ -13,7 +13,7 @@ def load_netspec_any(path: str, outputs: list[str] | None = None) -> NetSpec:
     """NetSpec (params in MatConvNet layout) of a ``.mat`` model or a converted file."""
     from matconv_port.serialization import is_converted_file
 
-    _check_file(path)
+    check_file(path)
     if is_converted_file(path):
         model = load_model(path)
         spec = model.to_netspec()
@@ -27,7 +27,7 @@ def load_netspec_any(path: str, outputs: list[str] | None = None) -> NetSpec:
     return load_netspec(path, outputs=outputs)
 
 
-def _check_file(path: str) -> None:
+def check_file(path: str) -> None:
     if not os.path.exists(path):
         raise MatFileError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -61,7 +61,7 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
 
     device = resolve_device(device, option="device")
     precision = resolve_precision(precision).name
-    _check_file(path)
+    check_file(path)
     if is_converted_file(path):
         spec, tparams, shapes = read_converted(path)
         if outputs:
@@ -78,25 +78,3 @@ def load_model(path: str, device: str | torch.device = "cpu", dtype: torch.dtype
         model = MatConvNetModel(spec, dtype=dtype, lrn_mode=lrn_mode, release_spec_values=True, warn=warn,
                                 precision=precision, semantics=semantics)
     return model.to(device).eval()
-
-
-#: arrays of a v7.3 file at least this big are mapped, not read, when converting
-CONVERT_MAP_MIN_BYTES = 1 << 20
-
-
-def open_for_conversion(path: str, dtype: torch.dtype = torch.float32, *, outputs: list[str] | None = None,
-                        warn=None, semantics: str = "auto"):
-    """The model ``convert`` writes: from a ``.mat``, built with ``defer_params=True``
-    (params allocated but not filled; big arrays of uncompressed v7.3 files mapped
-    read-only from the file), so that :func:`~matconv_port.serialization.save_converted`
-    writes each param straight into the output; a converted file is loaded as usual."""
-    from matconv_port.network import MatConvNetModel
-    from matconv_port.serialization import is_converted_file
-
-    _check_file(path)
-    if is_converted_file(path):
-        return load_model(path, dtype=dtype, outputs=outputs, warn=warn, semantics=semantics)
-    from matconv_port.converters import load_netspec
-
-    spec = load_netspec(path, outputs=outputs, map_min_bytes=CONVERT_MAP_MIN_BYTES)
-    return MatConvNetModel(spec, dtype=dtype, defer_params=True, warn=warn, semantics=semantics)

@@ -1,8 +1,10 @@
 """The PyTorch network built from a :class:`~matconv_port.netspec.NetSpec`.
 
-:class:`MatConvNetModel` executes the layers in DagNN's execution order and
-returns every MatConvNet variable by name (:meth:`MatConvNetModel.forward_vars`).
-Activations are ``N x C x H x W`` with ``N = videos x frames``, frames fastest.
+:class:`GraphExecutor` is the one place a MatConvNet graph runs: forward
+(:meth:`MatConvNetModel.forward_vars`, which returns every MatConvNet variable by
+name), training and ONNX tracing (:meth:`MatConvNetModel.execute`) and the shape check
+all go through it. Activations are ``N x C x H x W`` with ``N = videos x frames``,
+frames fastest.
 
 Parameters are stored once per MatConvNet param name (shared params stay one
 tensor) in the torch layout their layer type declares; the original MatConvNet
@@ -11,9 +13,11 @@ original arrays back bit for bit.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,11 +25,12 @@ from torch import nn
 
 from matconv_port.errors import MatConvPortError, ShapeError, UnknownLayerError
 from matconv_port.layers.base import ForwardContext, MatConvNetLayer
-from matconv_port.layers.registry import layer_class, param_into, param_to_matconvnet, param_to_torch, param_torch_shape
+from matconv_port.layers.registry import layer_class, param_to_matconvnet, param_to_torch, param_torch_shape
 from matconv_port.netspec import LayerSpec, NetSpec, ParamSpec, VarSpec, unique_name
 from matconv_port.precision import precision_scope, resolve_precision
 
 LRN_MODES = ("exact", "fast")
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _param_key(name: str, used: set[str]) -> str:
@@ -47,6 +52,89 @@ def _frames_from_meta(meta: dict) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Step:
+    """One layer of the compiled graph: its index in the NetSpec's layer list, its
+    input and output vars and the keys of its params in ``model.params``."""
+
+    layer: int
+    name: str
+    type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    param_keys: tuple[str, ...]
+
+
+class GraphExecutor:
+    """How a MatConvNet graph runs, compiled once from the NetSpec (``dagnn.DagNN.eval``
+    of ``matlab/+dagnn/@DagNN/eval.m``).
+
+    :attr:`steps` are the layers in DagNN's execution order with their param keys.
+    :meth:`run` walks them over a dict of vars with a per-step function (the model's
+    layer call, or the shape check's shape arithmetic); with ``keep`` given, every
+    other var is freed after its last reader (``conserveMemory``), and a step whose
+    inputs all die there may overwrite them (ReLU in place) where autograd is off.
+    """
+
+    def __init__(self, layers: Sequence[LayerSpec], order: Sequence[int], param_keys: Sequence[Sequence[str]]):
+        self.steps: tuple[Step, ...] = tuple(
+            Step(li, layers[li].name, layers[li].type, tuple(layers[li].inputs), tuple(layers[li].outputs),
+                 tuple(param_keys[li])) for li in order)
+        last: dict[str, int] = {}
+        for pos, step in enumerate(self.steps):
+            for v in step.inputs:
+                last[v] = pos
+        self._last_reader = last
+        self._plans: dict[frozenset, tuple[tuple[tuple[str, ...], bool], ...]] = {}
+
+    def releases(self, keep: Collection[str]) -> tuple[tuple[tuple[str, ...], bool], ...]:
+        """Per position: the vars last read there (except ``keep``), freed after it, and
+        whether the step's inputs all die there (it may then overwrite them)."""
+        key = frozenset(keep)
+        plan = self._plans.get(key)
+        if plan is None:
+            rows = []
+            for pos, step in enumerate(self.steps):
+                dies = tuple(dict.fromkeys(v for v in step.inputs if self._last_reader[v] == pos and v not in key))
+                rows.append((dies, bool(dies) and all(v in dies for v in step.inputs)))
+            plan = tuple(rows)
+            if len(self._plans) > 16:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def run(self, values: dict[str, Any], call: Callable[[Step, dict[str, Any], bool], None], *,
+            keep: Collection[str] | None = None, wanted: Collection[str] | None = None,
+            given: Collection[str] = (), frozen_upto: int = -1, layers: Collection[int] | None = None) -> dict[str, Any]:
+        """Run the steps over ``values`` (var name -> value, updated in place and returned).
+
+        ``call(step, values, overwrite)`` computes one step's outputs into ``values``;
+        ``overwrite`` says the step's inputs die there and may be overwritten. A step
+        whose inputs are missing is skipped. ``keep``: free every other var after its
+        last reader (None: keep every var); ``wanted``: kept too, and the run stops once
+        they all exist; ``given``: the caller's vars, never overwritten;
+        ``frozen_upto``: steps up to this position run without autograd; ``layers``:
+        run only these layer indices."""
+        plan = None if keep is None and wanted is None else self.releases(set(keep or ()) | set(wanted or ()))
+        wanted = set(wanted) if wanted else None
+        given = set(given)
+        layers = None if layers is None else set(layers)
+        for pos, step in enumerate(self.steps):
+            if layers is not None and step.layer not in layers:
+                continue
+            dies, all_die = plan[pos] if plan is not None else ((), False)
+            frozen = pos <= frozen_upto
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                if all(v in values for v in step.inputs):
+                    overwrite = all_die and not torch.is_grad_enabled() and not given.intersection(dies)
+                    call(step, values, overwrite)
+            for v in dies:
+                values.pop(v, None)
+            if wanted is not None and wanted.issubset(values):
+                break
+        return values
+
+
 class MatConvNetModel(nn.Module):
     """A converted MatConvNet network (SimpleNN or DagNN), in eval mode by default.
 
@@ -59,7 +147,7 @@ class MatConvNetModel(nn.Module):
     def __init__(self, spec: NetSpec, *, dtype: torch.dtype = torch.float32, lrn_mode: str = "exact",
                  torch_params: dict[str, torch.Tensor] | None = None,
                  param_shapes: dict[str, tuple] | None = None,
-                 release_spec_values: bool = False, defer_params: bool = False, warn=None,
+                 release_spec_values: bool = False, write_params: bool = True, warn=None,
                  precision: str = "exact", semantics: str = "auto"):
         super().__init__()
         if lrn_mode not in LRN_MODES:
@@ -94,8 +182,6 @@ class MatConvNetModel(nn.Module):
         self.param_lr: dict[str, float] = {}
         self.param_wd: dict[str, float] = {}
         self.params = nn.ParameterDict()
-        #: defer_params: MatConvNet-layout values not yet written into their (empty) tensors
-        self._deferred: dict[str, Any] = {}
         for pname in self.param_layouts:
             if pname not in spec.params and not (torch_params and pname in torch_params):
                 user = next(l.name for l in spec.layers if pname in l.params)
@@ -112,24 +198,24 @@ class MatConvNetModel(nn.Module):
                 self.param_shapes[pname] = shape
                 if np.size(value) == 0:
                     raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is empty (missing weights)")
-                if defer_params:
+                if not write_params:
                     if np.asarray(value).dtype.kind not in "biuf":
                         raise MatConvPortError(f"{spec.source or 'network'}: param {pname!r} is not a numeric array")
-                    # allocated, never touched: no memory is used until the values are written
+                    # allocated, never touched: no memory is used until a conversion job writes it
                     tensor = torch.empty(param_torch_shape(self.param_layouts[pname], shape), dtype=dtype)
-                    self._deferred[pname] = value
                 else:
                     # released values are not used again: their memory becomes the tensor's
                     tensor = param_to_torch(self.param_layouts[pname], value, inplace=release_spec_values)
                 del value
-                if release_spec_values:
+                if release_spec_values and write_params:
                     pspec.value = None
             tensor = tensor.to(dtype)
             self.params[key] = nn.Parameter(tensor, requires_grad=True)
             self.param_lr[pname] = float(pspec.learning_rate) if pspec else 1.0
             self.param_wd[pname] = float(pspec.weight_decay) if pspec else 1.0
-        self._layer_param_keys = [[self.param_keys[p] for p in l.params] for l in spec.layers]
-        self._params_unwritten = bool(self._deferred)
+        #: the compiled graph every run goes through
+        self.executor = GraphExecutor(self.layer_specs, self.execution_order,
+                                      [[self.param_keys[p] for p in l.params] for l in spec.layers])
         # an empty buffer that follows .to(dtype/device), also for nets without params
         self.register_buffer("_dtype_probe", torch.zeros(0, dtype=dtype), persistent=False)
         self.eval()
@@ -211,31 +297,6 @@ class MatConvNetModel(nn.Module):
         """The parameter called ``name`` in MatConvNet (torch layout)."""
         return self.params[self.param_keys[name]]
 
-    @property
-    def deferred_params(self) -> list[str]:
-        """Params built with ``defer_params=True`` whose values are not written yet."""
-        return list(self._deferred)
-
-    def take_deferred_params(self) -> dict[str, tuple[str, Any]]:
-        """Hand over the deferred params' sources, ``{name: (layout, MatConvNet-layout
-        array)}`` (the writer of a converted file fills them); the model keeps its
-        unwritten tensors and refuses to run."""
-        out = {p: (self.param_layouts[p], v) for p, v in self._deferred.items()}
-        self._deferred.clear()
-        return out
-
-    def return_deferred_params(self, sources: dict[str, tuple[str, Any]]) -> None:
-        """Give back what :meth:`take_deferred_params` handed over (not written)."""
-        self._deferred.update({p: v for p, (_, v) in sources.items()})
-
-    def fill_deferred_params(self) -> None:
-        """Write every deferred param's torch layout into the param's own tensor, read
-        from its MatConvNet-layout value in one pass; the values are released."""
-        for pname in list(self._deferred):
-            dst = self.params[self.param_keys[pname]].data
-            param_into(self.param_layouts[pname], self._deferred.pop(pname), dst.numpy())
-        self._params_unwritten = False
-
     def named_matconvnet_params(self) -> Iterable[tuple[str, nn.Parameter]]:
         for name, key in self.param_keys.items():
             yield name, self.params[key]
@@ -263,47 +324,28 @@ class MatConvNetModel(nn.Module):
         item). ``num_videos`` plays ``net.meta.curBatchSize``; by default
         ``N / frames_per_clip`` for nets with 3D layers, else ``N``. Layers whose inputs
         are missing (e.g. losses without a label) are skipped with everything after them.
-        ``outputs``: stop once these vars are computed (default: run everything).
+        ``outputs``: stop once these vars are computed, freeing every other var after its
+        last reader as MatConvNet's conserveMemory does (default: run everything, keep
+        every var).
         """
-        if self._params_unwritten:
-            raise MatConvPortError("this network's params were written to a converted file only "
-                                   "(defer_params); load that file to run it")
         with precision_scope(self.precision, self.device.type):
-            return self._forward_vars(inputs, num_videos, outputs, training)
-
-    def _forward_vars(self, inputs, num_videos, outputs, training):
-        ctx, values = self._prepare(inputs, num_videos, training)
-        if not outputs:
-            for li in self.execution_order:
-                self._run_layer(li, values, ctx)
-            return values
-        # only some vars wanted: free every other var after its last reader, as
-        # MatConvNet's conserveMemory does, and stop once the wanted vars exist
-        wanted = set(outputs)
-        last_reader = self._last_readers()
-        given = set(inputs)
-        for li in self.execution_order:
-            dying = [v for v in self.layer_specs[li].inputs if last_reader.get(v) == li and v not in wanted]
-            # a layer may overwrite its input when that input dies here and is not the caller's tensor
-            ctx.overwrite_input = bool(dying) and len(dying) == len(self.layer_specs[li].inputs) \
-                and not given.intersection(dying)
-            self._run_layer(li, values, ctx)
-            for v in dying:
-                values.pop(v, None)
-            if wanted.issubset(values):
-                break
-        ctx.overwrite_input = False
+            values, _ = self.execute(inputs, num_videos, training=training, wanted=outputs or None)
         return values
 
-    def _last_readers(self) -> dict[str, int]:
-        """Var name -> index of the last layer (in execution order) that reads it."""
-        if getattr(self, "_last_reader_cache", None) is None:
-            last: dict[str, int] = {}
-            for li in self.execution_order:
-                for v in self.layer_specs[li].inputs:
-                    last[v] = li
-            self._last_reader_cache = last
-        return self._last_reader_cache
+    def execute(self, inputs: dict[str, Any], num_videos: int | None = None, *, training: bool | None = None,
+                keep: Iterable[str] | None = None, wanted: Iterable[str] | None = None, frozen_upto: int = -1,
+                layers: Collection[int] | None = None, lrn_mode: str | None = None) -> tuple[dict, ForwardContext]:
+        """Run the graph through :attr:`executor` on ``inputs``; return ``(vars, context)``
+        (the context holds training's batch moments). ``keep``/``wanted``/``frozen_upto``/
+        ``layers``: see :meth:`GraphExecutor.run` (the frozen prefix is
+        ``net.backpropDepth``); ``lrn_mode`` overrides the model's. Runs in the caller's
+        numerics (:meth:`forward_vars` adds the model's ``precision``)."""
+        ctx, values = self._prepare(inputs, num_videos, training)
+        if lrn_mode is not None:
+            ctx.lrn_mode = lrn_mode
+        self.executor.run(values, lambda step, vals, overwrite: self._run_step(step, vals, ctx, overwrite),
+                          keep=keep, wanted=wanted, given=inputs, frozen_upto=frozen_upto, layers=layers)
+        return values, ctx
 
     def _prepare(self, inputs: dict[str, Any], num_videos: int | None, training: bool | None):
         dtype, device = self.dtype, self.device
@@ -326,21 +368,20 @@ class MatConvNetModel(nn.Module):
                              lrn_mode=self.lrn_mode)
         return ctx, values
 
-    def _run_layer(self, li: int, values: dict[str, torch.Tensor], ctx: ForwardContext) -> None:
-        lspec = self.layer_specs[li]
-        if any(v not in values for v in lspec.inputs):
-            return
-        module: MatConvNetLayer = self.layers[li]
-        params = [self.params[k] for k in self._layer_param_keys[li]]
+    def _run_step(self, step: Step, values: dict[str, torch.Tensor], ctx: ForwardContext, overwrite: bool) -> None:
+        module: MatConvNetLayer = self.layers[step.layer]
+        ctx.overwrite_input = overwrite
         try:
-            outs = module([values[v] for v in lspec.inputs], params, ctx)
-        except MatConvPortError:
+            outs = module([values[v] for v in step.inputs], [self.params[k] for k in step.param_keys], ctx)
+        except (MatConvPortError, _OUT_OF_MEMORY):  # out of memory: the caller names the option to lower it
             raise
         except (RuntimeError, ValueError, IndexError) as exc:
-            shapes = ", ".join(f"{v} {tuple(values[v].shape)}" for v in lspec.inputs)
+            shapes = ", ".join(f"{v} {tuple(values[v].shape)}" for v in step.inputs)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) failed on inputs {shapes} (NxCxHxW): {msg}") from exc
-        for name, t in zip(lspec.outputs, outs):
+            raise ShapeError(f"layer {step.name!r} ({step.type}) failed on inputs {shapes} (NxCxHxW): {msg}") from exc
+        finally:
+            ctx.overwrite_input = False
+        for name, t in zip(step.outputs, outs):
             values[name] = t
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor):

@@ -96,24 +96,8 @@ def model_payload(model) -> dict:
 
 
 def save_converted(model, path: str) -> None:
-    """Write ``model`` as a self-contained converted file (atomic).
-
-    A model built with ``defer_params=True`` (``convert``) has its params written
-    straight into the file from their MatConvNet sources
-    (:mod:`matconv_port.stream_save`); it is consumed: its own param tensors stay
-    unwritten (load the file to use the network)."""
-    if model.deferred_params:
-        from matconv_port import stream_save
-
-        if stream_save.supported():
-            sources = model.take_deferred_params()
-            try:
-                with atomic_path(path, ".pt") as tmp:
-                    stream_save.save_with_deferred_params(model_payload(model), tmp, sources)
-                return
-            except stream_save.LayoutUnknown:  # nothing written yet: fill in memory instead
-                model.return_deferred_params(sources)
-        model.fill_deferred_params()
+    """Write ``model`` as a self-contained converted file (atomic). (``convert`` writes
+    params straight from the MatConvNet file: :class:`matconv_port.convert.ConversionJob`.)"""
     atomic_torch_save(model_payload(model), path)
 
 

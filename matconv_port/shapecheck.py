@@ -19,7 +19,7 @@ from matconv_port.layout import mcn_size
 CANDIDATE_SIZES = (224, 227, 32, 64, 28, 12, 20, 16, 40, 48, 96, 112, 128, 256)
 
 
-def _meta_size(meta: dict) -> list[int] | None:
+def meta_input_size(meta: dict) -> list[int] | None:
     """``[H, W, (C)]`` from ``meta.normalization.imageSize`` or ``meta.inputSize``."""
     candidates = []
     norm = meta.get("normalization") if isinstance(meta, dict) else None
@@ -86,7 +86,7 @@ def _input_shape_hint(model, var: str, items: int) -> tuple | None:
 def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: int = 1) -> dict[str, tuple[int, int, int, int]]:
     """N x C x H x W shapes for the data inputs: size from ``size`` or ``meta``;
     channels from the consuming layer (else meta's 3rd size, else 1)."""
-    hw = list(size) if size else _meta_size(model.meta)
+    hw = list(size) if size else meta_input_size(model.meta)
     frames = model.frames_per_clip or 1
     shapes = {}
     for v in model.input_vars:
@@ -112,37 +112,33 @@ def infer_var_shapes(model, input_shapes: dict[str, tuple], num_videos: int = 1,
     torch's compiler stack, about a second). ``use_meta`` runs every layer that way
     (the reference the arithmetic is tested against)."""
     ctx = ForwardContext(num_videos=num_videos, training=False, lrn_mode="exact")
-    shapes: dict[str, tuple] = {name: tuple(int(v) for v in shape) for name, shape in input_shapes.items()}
     param_shapes = {key: tuple(p.shape) for key, p in model.params.items()}
-    for li in model.execution_order:
-        lspec = model.layer_specs[li]
-        if any(v not in shapes for v in lspec.inputs):
-            continue
-        module = model.layers[li]
-        in_shapes = [shapes[v] for v in lspec.inputs]
-        p_shapes = [param_shapes[k] for k in model._layer_param_keys[li]]
-        outs = None if use_meta else module.output_shapes(in_shapes, p_shapes, ctx)
+
+    def layer_shapes(step, shapes: dict[str, tuple], overwrite: bool) -> None:
+        in_shapes = [shapes[v] for v in step.inputs]
+        p_shapes = [param_shapes[k] for k in step.param_keys]
+        outs = None if use_meta else model.layers[step.layer].output_shapes(in_shapes, p_shapes, ctx)
         if outs is None:
-            outs = _meta_output_shapes(model, li, in_shapes, ctx)
-        for name, shape in zip(lspec.outputs, outs):
+            outs = _meta_output_shapes(model, step, in_shapes, ctx)
+        for name, shape in zip(step.outputs, outs):
             shapes[name] = tuple(int(v) for v in shape)
-    return shapes
+
+    shapes = {name: tuple(int(v) for v in shape) for name, shape in input_shapes.items()}
+    return model.executor.run(shapes, layer_shapes)
 
 
-def _meta_output_shapes(model, li: int, in_shapes: list[tuple], ctx: ForwardContext) -> list[tuple]:
-    """Run layer ``li`` on ``meta`` tensors of these shapes."""
-    lspec = model.layer_specs[li]
+def _meta_output_shapes(model, step, in_shapes: list[tuple], ctx: ForwardContext) -> list[tuple]:
+    """Run layer ``step`` on ``meta`` tensors of these shapes."""
     inputs = [torch.empty(s, dtype=model.dtype, device="meta") for s in in_shapes]
-    params = [torch.empty(model.params[k].shape, dtype=model.params[k].dtype, device="meta")
-              for k in model._layer_param_keys[li]]
+    params = [torch.empty(model.params[k].shape, dtype=model.params[k].dtype, device="meta") for k in step.param_keys]
     try:
-        outs = model.layers[li](inputs, params, ctx)
+        outs = model.layers[step.layer](inputs, params, ctx)
     except MatConvPortError as exc:
         raise ShapeError(str(exc)) from None
     except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
-        sizes = ", ".join(f"{v} {mcn_size(s)}" for v, s in zip(lspec.inputs, in_shapes))
+        sizes = ", ".join(f"{v} {mcn_size(s)}" for v, s in zip(step.inputs, in_shapes))
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShapeError(f"layer {lspec.name!r} ({lspec.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
+        raise ShapeError(f"layer {step.name!r} ({step.type}) cannot take input {sizes} (HxWxCxN): {msg}") from None
     return [tuple(t.shape) for t in outs]
 
 
@@ -152,7 +148,7 @@ def check_shapes(model, size: Sequence[int] | None = None) -> dict[str, tuple]:
     one); the first error is reported if none fits."""
     if not model.input_vars:
         return {}
-    stated = list(size) if size else _meta_size(model.meta)
+    stated = list(size) if size else meta_input_size(model.meta)
     tries = [stated] if stated else [[s, s] for s in CANDIDATE_SIZES]
     first_error: ShapeError | None = None
     for hw in tries:

@@ -1,4 +1,5 @@
-"""MatConvNet LRN emulation (``matconv_port.layers.lrn_fastpow``) against MatConvNet outputs.
+"""MatConvNet LRN (``normalization.lrn``, the function the LRN layer runs; its CPU emulation
+in ``lrn_fastpow``) against MatConvNet outputs.
 
 Ground truth: LRN layers of the shared reference fixtures (``fixtures/reference``) and of
 our own MatConvNet-computed fixtures (``fixtures/generated``, see fixtures/README.md), all
@@ -14,7 +15,8 @@ import pytest
 import scipy.io as sio
 import torch
 
-from matconv_port.layers.lrn_fastpow import fast_pow, lrn_matconvnet, lrn_window
+from matconv_port.layers.lrn_fastpow import fast_pow
+from matconv_port.layers.normalization import lrn, lrn_window
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REFERENCE = FIXTURES / "reference"
@@ -108,7 +110,7 @@ def test_fixture_inventory():
 def test_fast_mode_matches_matconvnet_cpu(case):
     _, x, param, y, _ = case
     depth, kappa, alpha, beta = (int(param[0]), float(param[1]), float(param[2]), float(param[3]))
-    out = _to_mcn(lrn_matconvnet(_to_torch(x), depth, kappa, alpha, beta, mode="fast"), y.shape)
+    out = _to_mcn(lrn(_to_torch(x), depth, kappa, alpha, beta, mode="fast"), y.shape)
     assert out.dtype == np.float32
     assert _rel(out, y) <= FAST_RTOL
 
@@ -117,7 +119,7 @@ def test_fast_mode_matches_matconvnet_cpu(case):
 def test_exact_mode_is_the_formula_not_the_approximation(case):
     _, x, param, y, y_exact = case
     depth, kappa, alpha, beta = (int(param[0]), float(param[1]), float(param[2]), float(param[3]))
-    out = _to_mcn(lrn_matconvnet(_to_torch(x), depth, kappa, alpha, beta, mode="exact"), y.shape)
+    out = _to_mcn(lrn(_to_torch(x), depth, kappa, alpha, beta, mode="exact"), y.shape)
     if y_exact is not None:
         assert _rel(out, y_exact) <= EXACT_RTOL
     # the CPU approximation is visibly different from exact pow, but within its error bound
@@ -144,8 +146,8 @@ def test_raw_vl_nnnormalize_cases_single_and_double(idx):
     assert x.dtype in (np.float32, np.float64) and y.dtype == x.dtype
     depth, kappa, alpha, beta = (int(param[0]), float(param[1]), float(param[2]), float(param[3]))
     xt = _to_torch(x)
-    fast = _to_mcn(lrn_matconvnet(xt, depth, kappa, alpha, beta, mode="fast"), y.shape)
-    exact = _to_mcn(lrn_matconvnet(xt, depth, kappa, alpha, beta, mode="exact"), y.shape)
+    fast = _to_mcn(lrn(xt, depth, kappa, alpha, beta, mode="fast"), y.shape)
+    exact = _to_mcn(lrn(xt, depth, kappa, alpha, beta, mode="exact"), y.shape)
     assert fast.dtype == x.dtype
     assert _rel(fast, y) <= (FAST_RTOL if x.dtype == np.float32 else 1e-13)
     assert _rel(exact, y_exact) <= (EXACT_RTOL if x.dtype == np.float32 else 1e-13)
@@ -154,10 +156,10 @@ def test_raw_vl_nnnormalize_cases_single_and_double(idx):
 def test_fast_mode_is_bitwise_on_all_fixtures():
     # the emulation follows the compiled CPU code operation for operation
     for _, x, param, y, _ in LAYER_CASES:
-        out = lrn_matconvnet(_to_torch(x), int(param[0]), *map(float, param[1:4]), mode="fast")
+        out = lrn(_to_torch(x), int(param[0]), *map(float, param[1:4]), mode="fast")
         assert np.array_equal(_to_mcn(out, y.shape), y)
     for param, x, y, _ in RAW_CASES:
-        out = lrn_matconvnet(_to_torch(x), int(param[0]), *map(float, param[1:4]), mode="fast")
+        out = lrn(_to_torch(x), int(param[0]), *map(float, param[1:4]), mode="fast")
         assert np.array_equal(_to_mcn(out, y.shape), y)
 
 
@@ -170,7 +172,7 @@ def test_running_window_sum_residue_is_reproduced():
     late = (slice(None), slice(None), slice(5, None), slice(None))
     assert _rel(y[late], y_exact[late]) > 0.1
     xt = _to_torch(x)
-    fast = _to_mcn(lrn_matconvnet(xt, int(param[0]), *map(float, param[1:4]), mode="fast"), y.shape)
+    fast = _to_mcn(lrn(xt, int(param[0]), *map(float, param[1:4]), mode="fast"), y.shape)
     assert np.array_equal(fast, y)
 
 
@@ -226,7 +228,7 @@ def test_even_depth_window_direction():
     x = torch.zeros(1, 6, 1, 1, dtype=torch.float64)
     x[0, :, 0, 0] = 1.0
     x[0, 3, 0, 0] = 10.0
-    y = lrn_matconvnet(x, 4, 1.0, 1.0, 1.0, mode="exact")[0, :, 0, 0]
+    y = lrn(x, 4, 1.0, 1.0, 1.0, mode="exact")[0, :, 0, 0]
     # depth 4: m1 = 1, m2 = 2 -> channel 3 is in the windows of channels 1, 2, 3, 4
     big = [c for c in range(6) if c != 3 and y[c] < 0.1]
     assert big == [1, 2, 4]
@@ -234,7 +236,7 @@ def test_even_depth_window_direction():
 
 def test_alpha_is_not_divided_by_depth():
     x = torch.randn(2, 7, 3, 3, dtype=torch.float64)
-    ours = lrn_matconvnet(x, 5, 2.0, 0.1, 0.75, mode="exact")
+    ours = lrn(x, 5, 2.0, 0.1, 0.75, mode="exact")
     # torch divides alpha by size: pass alpha * size to get MatConvNet's formula
     ref = torch.nn.functional.local_response_norm(x, 5, alpha=0.1 * 5, beta=0.75, k=2.0)
     assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
@@ -242,8 +244,8 @@ def test_alpha_is_not_divided_by_depth():
 
 def test_fast_and_exact_modes_agree_to_the_approximation_error():
     x = torch.randn(2, 9, 4, 5) * 3
-    fast = lrn_matconvnet(x, 5, 1.0, 0.05, 0.75, mode="fast")
-    exact = lrn_matconvnet(x, 5, 1.0, 0.05, 0.75, mode="exact")
+    fast = lrn(x, 5, 1.0, 0.05, 0.75, mode="fast")
+    exact = lrn(x, 5, 1.0, 0.05, 0.75, mode="exact")
     rel = ((fast - exact).abs() / exact.abs().clamp_min(1e-12)).max().item()
     assert 1e-5 < rel < _approx_bound(0.75)
 
@@ -253,12 +255,12 @@ def test_bad_arguments(kwargs):
     args = dict(depth=5, kappa=1.0, alpha=1e-4, beta=0.75, mode="fast")
     args.update(kwargs)
     with pytest.raises(ValueError):
-        lrn_matconvnet(torch.ones(1, 3, 2, 2), **args)
+        lrn(torch.ones(1, 3, 2, 2), **args)
 
 
 def test_rejects_non_4d():
     with pytest.raises(ValueError):
-        lrn_matconvnet(torch.ones(3, 2, 2), 5, 1.0, 1e-4, 0.75)
+        lrn(torch.ones(3, 2, 2), 5, 1.0, 1e-4, 0.75)
 
 
 def test_fast_pow_gradient_is_matconvnet_style():
@@ -275,11 +277,11 @@ def test_fast_pow_gradient_is_matconvnet_style():
 def test_fast_mode_gradient_close_to_exact_gradient():
     x = (torch.randn(2, 7, 3, 4, dtype=torch.float64) * 2).requires_grad_(True)
     g = torch.randn(2, 7, 3, 4, dtype=torch.float64)
-    (gf,) = torch.autograd.grad((lrn_matconvnet(x, 5, 1.0, 0.1, 0.75, mode="fast") * g).sum(), x)
-    (ge,) = torch.autograd.grad((lrn_matconvnet(x, 5, 1.0, 0.1, 0.75, mode="exact") * g).sum(), x)
+    (gf,) = torch.autograd.grad((lrn(x, 5, 1.0, 0.1, 0.75, mode="fast") * g).sum(), x)
+    (ge,) = torch.autograd.grad((lrn(x, 5, 1.0, 0.1, 0.75, mode="exact") * g).sum(), x)
     rel = ((gf - ge).abs().max() / ge.abs().max()).item()
     assert rel < 1e-2
     # and the exact-mode gradient is the true one
     assert torch.autograd.gradcheck(
-        lambda t: lrn_matconvnet(t, 4, 2.0, 0.3, 0.6, mode="exact"), (x[:1, :, :2, :2].detach().clone().requires_grad_(True),)
+        lambda t: lrn(t, 4, 2.0, 0.3, 0.6, mode="exact"), (x[:1, :, :2, :2].detach().clone().requires_grad_(True),)
     )

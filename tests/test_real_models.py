@@ -68,10 +68,10 @@ def test_converts_and_runs_or_is_refused_by_name(name, tmp_path):
         assert torch.equal(model.param(p), direct.param(p)), p
     with zipfile.ZipFile(out) as zf:
         assert zf.testzip() is None
-    from matconv_port.shapecheck import _meta_size
+    from matconv_port.shapecheck import meta_input_size
 
     # the file's own input size, else a small one (fully convolutional nets)
-    shapes = default_input_shapes(model, None if _meta_size(model.meta) else [32, 32])
+    shapes = default_input_shapes(model, None if meta_input_size(model.meta) else [32, 32])
     torch.manual_seed(0)
     inputs = {v: torch.rand(s) for v, s in shapes.items()}
     values = model.forward_vars(inputs)

@@ -16,9 +16,8 @@ import matconv_port
 from matconv_port import stream_save
 from matconv_port.converters.matfile import read_mat, write_mat
 from matconv_port.converters.mattypes import MatCell
-from matconv_port.convert import convert_file
+from matconv_port.convert import ConversionJob, convert_file
 from matconv_port.errors import MatConvPortError
-from matconv_port.loading import open_for_conversion
 from parity_utils import FIXTURES
 
 
@@ -113,17 +112,24 @@ def test_failure_while_writing_leaves_nothing(big73, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_deferred_model_refuses_to_run_until_filled(big73):
-    model = open_for_conversion(big73)
-    assert model.deferred_params
-    x = {v: torch.randn(s) for v, s in _inputs(model).items()}
-    with pytest.raises(MatConvPortError, match="converted file only"):
-        model.forward_vars(dict(x))
-    model.fill_deferred_params()
-    assert not model.deferred_params
+def test_conversion_job_fills_its_model_once(big73, tmp_path):
+    job = ConversionJob.open(big73)
+    assert set(job.sources) == set(job.model.param_keys)
+    model = job.fill()
+    assert not job.sources
     ref = matconv_port.load_model(big73)
     _same_model(model, ref)
+    x = {v: torch.randn(s) for v, s in _inputs(model).items()}
     assert torch.equal(model.forward_vars(dict(x))["x6"], ref.forward_vars(dict(x))["x6"])
+
+
+def test_streamed_job_refuses_to_hand_out_its_unwritten_model(big73, tmp_path):
+    job = ConversionJob.open(big73)
+    job.save(str(tmp_path / "a.pt"))
+    assert not job.sources
+    with pytest.raises(MatConvPortError, match="converted file only"):
+        job.fill()
+    _same_model(matconv_port.load_model(str(tmp_path / "a.pt")), matconv_port.load_model(big73))
 
 
 def test_fill_zip_crcs_repairs_zeroed_crcs(tmp_path):

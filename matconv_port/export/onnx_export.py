@@ -37,7 +37,6 @@ from torch import nn
 
 from matconv_port.atomic import atomic_path
 from matconv_port.errors import MatConvPortError, ShapeError
-from matconv_port.layers.base import ForwardContext
 
 #: max |onnxruntime - PyTorch| / max |PyTorch| accepted by the check
 ONNX_RTOL = 1e-5
@@ -92,49 +91,14 @@ def _short_list(names: Sequence[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
-def _input_channels(model, var: str) -> int | None:
-    """Channels of an input var, read from the params of the first layer that reads it
-    (conv filter depth ``size(f,3)``, Conv3D ``size(f,4)``, bnorm multipliers); follows
-    channel-preserving layers (ReLU, LRN, pooling, dropout...)."""
-    frontier = [var]
-    passthrough = {"dagnn.ReLU", "dagnn.LRN", "dagnn.Pooling", "dagnn.DropOut", "dagnn.SoftMax", "dagnn.Sigmoid",
-                   "dagnn.Pooling3D"}
-    for _ in range(len(model.layer_specs)):
-        if not frontier:
-            return None
-        nxt = []
-        for v in frontier:
-            for l in model.layer_specs:
-                if v not in l.inputs:
-                    continue
-                shape = model.param_shapes.get(l.params[0]) if l.params else None
-                if l.type == "dagnn.Conv" and shape is not None and l.inputs[0] == v:
-                    return int(shape[2]) if len(shape) > 2 else 1
-                if l.type == "dagnn.Conv3D" and shape is not None and l.inputs[0] == v:
-                    return int(shape[3]) if len(shape) > 3 else 1
-                if l.type == "dagnn.ConvTranspose" and shape is not None and l.inputs[0] == v:
-                    return int(shape[3]) if len(shape) > 3 else 1
-                if l.type == "dagnn.BatchNorm" and shape is not None:
-                    return int(np.prod(shape))
-                if l.type in passthrough:
-                    nxt.extend(l.outputs)
-        frontier = nxt
-    return None
-
-
-def _image_size(model) -> list[int]:
-    norm = model.meta.get("normalization") if isinstance(model.meta, dict) else None
-    size = norm.get("imageSize") if isinstance(norm, dict) else None
-    if size is None:
-        return []
-    return [int(round(float(x))) for x in np.asarray(size, dtype=float).ravel()]
-
-
 def onnx_input_shapes(model, inputs: Sequence[str], size: Sequence[int] | None = None) -> dict[str, tuple[int, int, int]]:
     """``C x H x W`` of each graph input. ``H x W`` from ``size`` (``[H, W]`` or
-    ``[H, W, C]``) or ``meta.normalization.imageSize(1:2)``; ``C`` from the first layer
-    reading the var (conv filter depth...), else ``size(3)`` or ``imageSize(3)``."""
-    image = _image_size(model)
+    ``[H, W, C]``) or the size ``meta`` states (``normalization.imageSize``); ``C`` from
+    the first layer reading the var (:func:`~matconv_port.shapecheck.input_channels`),
+    else ``size(3)`` or ``imageSize(3)``."""
+    from matconv_port.shapecheck import input_channels, meta_input_size
+
+    image = meta_input_size(model.meta) or []
     fallback_c = None
     if size is not None:
         hw = [int(s) for s in size]
@@ -152,7 +116,7 @@ def onnx_input_shapes(model, inputs: Sequence[str], size: Sequence[int] | None =
         fallback_c = image[2]
     shapes = {}
     for v in inputs:
-        c = _input_channels(model, v) or fallback_c
+        c = input_channels(model, v) or fallback_c
         if c is None:
             raise MatConvPortError(f"{model.source or 'network'}: cannot tell the number of channels of input {v!r}; "
                                    f"give it with --size H,W,C")
@@ -179,10 +143,8 @@ class OnnxGraph(nn.Module):
         self.lrn_mode = lrn_mode
 
     def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        ctx = ForwardContext(num_videos=xs[0].shape[0] // self.frames, training=False, lrn_mode=self.lrn_mode)
-        values = dict(zip(self.inputs, xs))
-        for li in self.order:
-            self.model._run_layer(li, values, ctx)
+        values, _ = self.model.execute(dict(zip(self.inputs, xs)), xs[0].shape[0] // self.frames, training=False,
+                                       layers=self.order, lrn_mode=self.lrn_mode)
         missing = [v for v in self.outputs if v not in values]
         if missing:
             raise ShapeError(f"output var(s) {missing} were not computed")

@@ -1,14 +1,5 @@
-"""MatConvNet's local response normalisation (LRN), exact and CPU-emulating.
-
-MatConvNet's ``vl_nnnormalize`` computes, for an ``H x W x C x N`` array and
-``param = [depth kappa alpha beta]``::
-
-    y_c = x_c * (kappa + alpha * sum_{q = c - m1}^{c + m2} x_q^2) ^ (-beta)
-
-with ``m1 = floor((depth - 1) / 2)``, ``m2 = depth - 1 - m1`` (so an EVEN depth gives
-a window with one more channel after ``c`` than before it), the window clipped at
-the first and last channel, and ``alpha`` NOT divided by ``depth`` (Caffe and
-PyTorch divide it).
+"""Emulation of MatConvNet's CPU LRN (``lrn_mode="fast"``); the formula and the
+exact mode are :func:`matconv_port.layers.normalization.lrn`.
 
 The CPU implementation (``matlab/src/bits/impl/normalize_cpu.cpp``, compiled with
 ``VL_NNNORMALIZE_FAST`` defined) differs from that formula in two ways, both
@@ -29,17 +20,14 @@ emulated here in ``mode="fast"``:
    negative, and MatConvNet's CPU output is then garbage: reproduced here too).
 
 The arithmetic was matched against the disassembled ``normalize_cpu.o`` of the
-reference build (g++ 12, -O2): ``mode="fast"`` reproduces every CPU LRN output of the
+reference build (g++ 12, -O2): :func:`lrn_cpu` reproduces every CPU LRN output of the
 project's fixtures bit for bit, in float32 and float64.
-
-The GPU implementation uses ``powf`` on a fresh window sum: ``mode="exact"`` is the
-formula above in the input's precision.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["fast_pow", "lrn_matconvnet", "lrn_window"]
+__all__ = ["fast_pow", "lrn_cpu"]
 
 # Polynomial coefficients of normalize_cpu.cpp's fast_pow (same in the float and
 # double versions; the float version rounds them to float).
@@ -55,19 +43,6 @@ _BITS = {
     torch.float32: (torch.int32, 23, 127),
     torch.float64: (torch.int64, 52, 1023),
 }
-
-
-def lrn_window(depth: int) -> tuple[int, int]:
-    """``(m1, m2)``: channels before / after ``c`` in the LRN window of ``depth``.
-
-    ``m1 = floor((depth-1)/2)``, ``m2 = depth-1-m1`` (C integer division, as in
-    ``normalize_cpu.cpp``; ``depth >= 1``).
-    """
-    depth = int(depth)
-    if depth < 1:
-        raise ValueError(f"LRN depth must be >= 1, got {depth}")
-    m1 = (depth - 1) // 2
-    return m1, depth - 1 - m1
 
 
 class _FastPow(torch.autograd.Function):
@@ -166,50 +141,14 @@ def _running_window_sum(sq: torch.Tensor, m1: int, m2: int) -> torch.Tensor:
     return out
 
 
-def _fresh_window_sum(sq: torch.Tensor, m1: int, m2: int) -> torch.Tensor:
-    """Window sums of ``sq`` (N x C x H x W) over channels, each summed afresh."""
-    n_ch = sq.shape[1]
-    # pad m1 channels before and m2 after, then sum every window of depth channels
-    padded = torch.nn.functional.pad(sq, (0, 0, 0, 0, m1, m2))
-    return padded.unfold(1, m1 + m2 + 1, 1)[:, :n_ch].sum(dim=-1)
-
-
-def lrn_matconvnet(
-    x: torch.Tensor,
-    depth: int,
-    kappa: float,
-    alpha: float,
-    beta: float,
-    mode: str = "fast",
-) -> torch.Tensor:
-    """MatConvNet's LRN (``vl_nnnormalize``) of an ``N x C x H x W`` tensor.
-
-    ``y_c = x_c * (kappa + alpha * sum_{q=c-m1}^{c+m2} x_q^2) ^ (-beta)`` with the
-    window of :func:`lrn_window` clipped at the channel ends and alpha NOT divided by
-    ``depth`` (MatConvNet ``param = [depth kappa alpha beta]``).
-
-    ``mode="fast"``: MatConvNet's CPU code, bit-faithful in float32/float64: the
-    parameters rounded to the input's precision, the running window sum of
-    ``normalize_cpu.cpp`` and :func:`fast_pow` (~0.3% from the exact formula).
-    ``mode="exact"``: the formula with a fresh window sum and true ``pow``
-    (MatConvNet's GPU behaviour). Differentiable in both modes (``fast``: through the
-    running sum and :func:`fast_pow`'s MatConvNet-style derivative).
-    """
-    if x.dim() != 4:
-        raise ValueError(f"lrn_matconvnet expects an N x C x H x W tensor, got shape {tuple(x.shape)}")
-    if mode not in ("fast", "exact"):
-        raise ValueError(f"LRN mode must be 'fast' or 'exact', got {mode!r}")
-    if not torch.is_floating_point(x):
-        raise TypeError(f"LRN needs a floating-point tensor, got {x.dtype}")
-    m1, m2 = lrn_window(depth)
+def lrn_cpu(x: torch.Tensor, m1: int, m2: int, kappa: float, alpha: float, beta: float) -> torch.Tensor:
+    """``normalize_cpu.cpp``'s LRN of an ``N x C x H x W`` float tensor, window ``(m1, m2)``:
+    the parameters rounded to the input's precision (the MEX file converts them), the
+    running window sum and :func:`fast_pow`. Differentiable (through the running sum
+    and :func:`fast_pow`'s MatConvNet-style derivative)."""
     dtype = x.dtype
-    # the MEX file converts the double params to the data's type
     k = torch.tensor(float(kappa), dtype=dtype, device=x.device)
     a = torch.tensor(float(alpha), dtype=dtype, device=x.device)
-    sq = x * x
-    if mode == "fast":
-        window = _running_window_sum(sq, m1, m2)
-        nb = torch.tensor(-float(beta), dtype=dtype, device=x.device)
-        return x * fast_pow(k + a * window, float(nb))
-    window = _fresh_window_sum(sq, m1, m2)
-    return x * torch.pow(k + a * window, -float(beta))
+    nb = torch.tensor(-float(beta), dtype=dtype, device=x.device)
+    window = _running_window_sum(x * x, m1, m2)
+    return x * fast_pow(k + a * window, float(nb))

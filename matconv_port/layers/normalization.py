@@ -6,7 +6,8 @@ LRN, ``param = [N kappa alpha beta]``:
 ``m1 = floor((N-1)/2)``, ``m2 = N-1-m1`` (asymmetric for even N), clipped at the
 channel ends; alpha is NOT divided by N (PyTorch's ``local_response_norm`` divides).
 MatConvNet's CPU code approximates pow (up to ~0.3% relative); its GPU code is exact.
-``ForwardContext.lrn_mode`` picks ``"exact"`` or ``"fast"`` (the CPU emulation).
+``ForwardContext.lrn_mode`` picks ``"exact"`` or ``"fast"`` (the CPU emulation of
+:mod:`matconv_port.layers.lrn_fastpow`); both are :func:`lrn`.
 
 BatchNorm at test time: params ``[g, b, moments]`` with moments ``C x 2`` =
 ``[mean, sigma]``, sigma already ``sqrt(var + eps)``:
@@ -26,12 +27,38 @@ from matconv_port.layers.base import ForwardContext, MatConvNetLayer, SameShapeL
 from matconv_port.layers.registry import register_layer
 
 
-def lrn_exact(x: torch.Tensor, depth: int, kappa: float, alpha: float, beta: float) -> torch.Tensor:
-    """MatConvNet's cross-channel LRN with an exact pow (N x C x H x W input)."""
+def lrn_window(depth: int) -> tuple[int, int]:
+    """``(m1, m2)``: channels before / after ``c`` in the LRN window of ``depth``:
+    ``m1 = floor((depth-1)/2)``, ``m2 = depth-1-m1`` (``normalize_cpu.cpp``; depth >= 1)."""
+    depth = int(depth)
+    if depth < 1:
+        raise ValueError(f"LRN depth must be >= 1, got {depth}")
     m1 = (depth - 1) // 2
-    m2 = depth - 1 - m1
-    sq = (x * x).unsqueeze(1)  # N x 1 x C x H x W
-    sq = F.pad(sq, (0, 0, 0, 0, m1, m2))
+    return m1, depth - 1 - m1
+
+
+def lrn(x: torch.Tensor, depth: int, kappa: float, alpha: float, beta: float, mode: str = "exact") -> torch.Tensor:
+    """MatConvNet's LRN (``vl_nnnormalize``) of an ``N x C x H x W`` tensor: the function
+    the ``dagnn.LRN`` layer runs.
+
+    ``y_c = x_c * (kappa + alpha * sum_{q=c-m1}^{c+m2} x_q^2) ^ (-beta)``, the window of
+    :func:`lrn_window` clipped at the channel ends, alpha NOT divided by ``depth``.
+    ``mode="exact"``: that formula with a true pow, in the input's precision
+    (MatConvNet's GPU code); ``mode="fast"``: MatConvNet's CPU code, bit for bit
+    (:func:`matconv_port.layers.lrn_fastpow.lrn_cpu`: running window sum and the
+    approximated pow, ~0.3% from the formula). Differentiable in both modes."""
+    if x.dim() != 4:
+        raise ValueError(f"LRN expects an N x C x H x W tensor, got shape {tuple(x.shape)}")
+    if mode not in ("fast", "exact"):
+        raise ValueError(f"LRN mode must be 'fast' or 'exact', got {mode!r}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"LRN needs a floating-point tensor, got {x.dtype}")
+    m1, m2 = lrn_window(depth)
+    if mode == "fast":
+        from matconv_port.layers.lrn_fastpow import lrn_cpu
+
+        return lrn_cpu(x, m1, m2, kappa, alpha, beta)
+    sq = F.pad((x * x).unsqueeze(1), (0, 0, 0, 0, m1, m2))  # N x 1 x C+m1+m2 x H x W
     window = F.avg_pool3d(sq, (depth, 1, 1), stride=1).squeeze(1) * depth
     return x * torch.pow(kappa + alpha * window, -beta)
 
@@ -47,12 +74,7 @@ class LRN(SameShapeLayer):
         self.kappa, self.alpha, self.beta = param[1], param[2], param[3]
 
     def forward(self, inputs, params, ctx: ForwardContext):
-        x = inputs[0]
-        if ctx.lrn_mode == "fast":
-            from matconv_port.layers.lrn_fastpow import lrn_matconvnet
-
-            return [lrn_matconvnet(x, self.depth, self.kappa, self.alpha, self.beta, mode="fast")]
-        return [lrn_exact(x, self.depth, self.kappa, self.alpha, self.beta)]
+        return [lrn(inputs[0], self.depth, self.kappa, self.alpha, self.beta, ctx.lrn_mode)]
 
 
 @register_layer("dagnn.BatchNorm", simplenn="bnorm")

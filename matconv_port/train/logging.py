@@ -1,32 +1,66 @@
-"""MatConvNet-style training output: per-iteration lines, the stats JSON and the
+"""MatConvNet-style training output: per-iteration lines (or a progress bar), the stats JSON and the
 training-curve PNG (``net-train.pdf`` in the original; objective and errors per epoch,
 train vs val)."""
 from __future__ import annotations
 
 import json
-import os
-from typing import Any
+import sys
+from typing import IO, Any, Callable
+
+from matconv_port.atomic import atomic_path, atomic_write_text
+
+
+#: without a progress bar, a per-iteration line every this many iterations (and the last)
+LOG_EVERY = 10
+
+
+def format_values(lr: float, hz: float, values: dict[str, float]) -> str:
+    """``lr: 1e-03, 12.3 Hz objective:2.303 top1err:0.900`` (running averages)."""
+    return f"lr: {lr:.0e}, {hz:.1f} Hz" + "".join(f" {k}:{v:.3f}" for k, v in values.items())
 
 
 def format_iteration(mode: str, epoch: int, it: int, n_it: int, lr: float, hz: float, values: dict[str, float]) -> str:
     """``train: epoch 01:   3/ 10: lr: 1e-03, 12.3 Hz objective:2.303 top1err:0.900`` as
     ``cnn_train_dag`` prints it (values are running averages over the epoch)."""
-    line = f"{mode}: epoch {epoch:02d}: {it:3d}/{n_it:3d}: lr: {lr:.0e}, {hz:.1f} Hz"
-    for k, v in values.items():
-        line += f" {k}:{v:.3f}"
-    return line
+    return f"{mode}: epoch {epoch:02d}: {it:3d}/{n_it:3d}: " + format_values(lr, hz, values)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    # one writer for every file (a full disk / read-only folder: one line naming the path)
-    from matconv_port.atomic import atomic_write_text
+class IterationLog:
+    """The per-iteration output of one epoch.
 
-    atomic_write_text(path, text)
+    With ``progress`` on a terminal (``stream``, default stderr, is a TTY): a tqdm bar
+    whose postfix shows the latest running averages, so no line scrolls under it.
+    Otherwise ``log`` gets the ``cnn_train_dag`` line every ``every`` iterations and at
+    the last. Lines logged after :meth:`close` (epoch summaries) print as usual."""
+
+    def __init__(self, mode: str, epoch: int, total: int, log: Callable[[str], None], *, progress: bool = True,
+                 stream: IO[str] | None = None, every: int = LOG_EVERY):
+        self.mode, self.epoch, self.total, self.log, self.every = mode, epoch, total, log, max(1, int(every))
+        stream = sys.stderr if stream is None else stream
+        self.bar = None
+        if progress and getattr(stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"{mode} epoch {epoch}", file=stream, leave=False, dynamic_ncols=True,
+                            mininterval=0)
+
+    def update(self, it: int, lr: float, hz: float, values: dict[str, float]) -> None:
+        """Iteration ``it`` (1-based) is done."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(format_values(lr, hz, values), refresh=False)
+            self.bar.update(1)
+        elif it % self.every == 0 or it == self.total:
+            self.log(format_iteration(self.mode, self.epoch, it, self.total, lr, hz, values))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def write_stats_json(path: str, stats: dict[str, Any]) -> None:
     """``{"train": [per-epoch dict], "val": [...], ...}`` written atomically."""
-    _atomic_write_text(path, json.dumps(stats, indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(stats, indent=1, sort_keys=True))
 
 
 def plot_curves(path: str, stats: dict[str, Any]) -> None:
@@ -57,10 +91,8 @@ def plot_curves(path: str, stats: dict[str, Any]) -> None:
         if ax.lines:
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    from matconv_port.atomic import atomic_path
-
     try:
         with atomic_path(path, ".png") as tmp:
-            fig.savefig(tmp, dpi=80)
+            fig.savefig(tmp, dpi=80, format="png")
     finally:
         plt.close(fig)

@@ -47,7 +47,7 @@ from matconv_port.train.distributed import (
     barrier,
     init_distributed,
 )
-from matconv_port.train.logging import format_iteration, plot_curves, write_stats_json
+from matconv_port.train.logging import IterationLog, format_iteration, plot_curves, write_stats_json
 from matconv_port.train.optim import (
     MatConvNetSGD,
     matconvnet_param_groups,
@@ -215,20 +215,6 @@ def _head_name(model, li: int) -> str:
     return model.layer_specs[li].name
 
 
-def _release_plan(model, keep: set[str]) -> list[list[str]]:
-    """Per position in the execution order, the vars last read there (freed after it,
-    as MatConvNet's ``conserveMemory``), except ``keep``."""
-    last: dict[str, int] = {}
-    for pos, li in enumerate(model.execution_order):
-        for v in model.layer_specs[li].inputs:
-            last[v] = pos
-    plan: list[list[str]] = [[] for _ in model.execution_order]
-    for v, pos in last.items():
-        if v not in keep:
-            plan[pos].append(v)
-    return plan
-
-
 def _keep_vars(model) -> set[str]:
     keep = set(model.all_input_vars)
     for l in model.layer_specs:
@@ -238,46 +224,17 @@ def _keep_vars(model) -> set[str]:
     return keep
 
 
-def _relu_in_place(model, li: int, values: dict[str, torch.Tensor], dying) -> bool:
-    """Without autograd, a plain ReLU whose input dies here may overwrite it (saves an
-    allocation per layer, as ``inplace=True``); same values as the layer's ``max(x, 0)``."""
-    lspec = model.layer_specs[li]
-    if lspec.type != "dagnn.ReLU" or float(getattr(model.layers[li], "leak", 0.0)) != 0.0:
-        return False
-    src = lspec.inputs[0]
-    if src not in dying or src not in values or len(lspec.outputs) != 1:
-        return False
-    values[lspec.outputs[0]] = torch.relu_(values.pop(src))
-    return True
-
-
 def run_net(model, inputs: dict[str, torch.Tensor], num_videos: int, training: bool, frozen_upto: int,
             amp: bool = False, conserve_memory: bool = True):
-    """Forward in DagNN order; layers up to ``frozen_upto`` (position in the execution
-    order) run without autograd. Vars are dropped after their last reader (except net
-    inputs, predictions and losses) unless ``conserve_memory`` is False. Returns (vars,
-    context with batch moments)."""
-    ctx, values = model._prepare(inputs, num_videos, training)
-    release = None
-    if conserve_memory:
-        cache = getattr(model, "_train_release_plan", None)
-        if cache is None or cache[0] != tuple(model.execution_order):
-            cache = (tuple(model.execution_order), _release_plan(model, _keep_vars(model)))
-            model._train_release_plan = cache
-        release = cache[1]
+    """Forward in DagNN order (the model's executor); layers up to ``frozen_upto``
+    (position in the execution order) run without autograd (and a ReLU whose input dies
+    there runs in place). Vars are dropped after their last reader (except net inputs,
+    predictions and losses) unless ``conserve_memory`` is False. Returns (vars, context
+    with batch moments)."""
     device_type = model.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=amp):
-        for pos, li in enumerate(model.execution_order):
-            if pos <= frozen_upto:
-                with torch.no_grad():
-                    if not _relu_in_place(model, li, values, release[pos] if release is not None else ()):
-                        model._run_layer(li, values, ctx)
-            else:
-                model._run_layer(li, values, ctx)
-            if release is not None:
-                for v in release[pos]:
-                    values.pop(v, None)
-    return values, ctx
+        return model.execute(inputs, num_videos, training=training, frozen_upto=frozen_upto,
+                             keep=_keep_vars(model) if conserve_memory else None)
 
 
 def forward_backward(model, inputs: dict[str, torch.Tensor], num_videos: int, frozen_upto: int,
@@ -500,7 +457,7 @@ class Trainer:
         running = _Running()
         n_batches = (len(subset) + opts.batch_size - 1) // opts.batch_size
         stat_keys = self._stat_keys()
-        bar = self._bar(n_batches, f"train epoch {epoch}")
+        progress = IterationLog("train", epoch, n_batches, self.log, progress=opts.progress and info.is_main)
         start = time.time()
         num = 0
         # this process's sub-batches of the epoch, in order; the next one is decoded and
@@ -529,12 +486,8 @@ class Trainer:
                 self._train_sub_batch(batch, epoch, bi, s, running)
             num += batch_size
             self._apply_update(batch_size, running, stat_keys)
-            avgs = running.averages()
-            hz = num / max(time.time() - start, 1e-9)
-            line = format_iteration("train", epoch, bi + 1, n_batches, lr, hz, avgs)
-            self._progress(bar, line)
-        if bar is not None:
-            bar.close()
+            progress.update(bi + 1, lr, num / max(time.time() - start, 1e-9), running.averages())
+        progress.close()
         if info.active:  # statistics of all processes (accumulateStats)
             running.load_vector(stat_keys, all_reduce_stats(running.vector(stat_keys), info))
         out = {"epoch": epoch, "lr": lr, "num": num, "time": time.time() - start}
@@ -662,18 +615,3 @@ class Trainer:
                                   running.averages()))
         model.train()
         return out
-
-    # ------------------------------------------------------------------ progress
-    def _bar(self, total: int, desc: str):
-        if not (self.opts.progress and self.info.is_main):
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-    def _progress(self, bar, line: str) -> None:
-        if bar is not None:
-            bar.update(1)
-            bar.write(line)
-        else:
-            self.log(line)
