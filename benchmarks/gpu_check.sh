@@ -21,9 +21,12 @@ SECONDS=0
 # Each benchmark: name (benchmarks/<name>.py) and its time limit in seconds. Other helpers append theirs here
 # (bench_eval_gpu, bench_flow_gpu); every one takes --device DEV [--small] --report-md FILE.
 BENCHES=(
-  "bench_gpu_forward:110"
-  "bench_gpu_train:70"
+  "bench_gpu_forward:70"
+  "bench_eval_gpu:70"
+  "bench_gpu_train:50"
+  "bench_flow_gpu:60"
 )
+BENCH_TOTAL_S=250  # the sum of the limits above; pytest gets the rest of the budget
 
 if [[ $SMALL == 1 ]]; then
   DEV=cpu
@@ -97,7 +100,7 @@ PYEOF
 
 # ---------------------------------------------------------------- 2. pytest -m gpu
 PYTEST_LOG="$OUTDIR/pytest_gpu.log"
-PYTEST_LIMIT=$(( BUDGET - 190 ))
+PYTEST_LIMIT=$(( BUDGET - BENCH_TOTAL_S ))
 (( PYTEST_LIMIT < 60 )) && PYTEST_LIMIT=60
 log "pytest -m gpu (limit ${PYTEST_LIMIT}s) -> $PYTEST_LOG"
 timeout --kill-after=10 "$PYTEST_LIMIT" "$PY" -m pytest -m gpu -p no:cacheprovider -q -ra tests >"$PYTEST_LOG" 2>&1

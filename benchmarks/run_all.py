@@ -111,6 +111,21 @@ BENCHES: list[Bench] = [
           quick=["--octave-setup", REFBUILD, "--models", "narrow", "--iters", "5", "--no-breakdown",
                  "--no-results"],
           requires=_needs_refbuild),
+    Bench("flow_torch", "bench_flow_gpu.py",
+          "TV-L1 in PyTorch (prepare --flow tvl1-torch) vs OpenCV's CPU TV-L1 at 256x340 (pairs/s ratio); "
+          "on a GPU also the whole prepare",
+          full=["--device", "cpu", "--repeats", "5", "--skip-prepare"],
+          quick=["--device", "cpu", "--small"], requires=_needs_opencv_optflow),
+    # the GPU benchmarks (benchmarks/gpu_check.sh runs them on the GPU machine)
+    Bench("gpu_forward", "bench_gpu_forward.py",
+          "fused VGG-16 forward on the GPU, ours / plain PyTorch in exact, tf32, bf16 (goal >= 0.95); accuracy of each mode",
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+    Bench("gpu_train", "bench_gpu_train.py",
+          "fused VGG-16 training step on the GPU, ours / plain (goal >= 0.95), bf16 vs exact (goal >= 2x)",
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+    Bench("eval_gpu", "bench_eval_gpu.py",
+          "the paper's fusion protocol end to end from full-size JPEGs on the GPU (goal >= 10 videos/s, tf32)",
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
 ]
 
 
