@@ -97,9 +97,9 @@ def resolve_backprop_depth(depth: str | None, spec) -> str | None:
     if depth != CLASSIFIER_ONLY:
         return depth
     from matconv_port.errors import MatConvPortError
-    from matconv_port.train.archs import loss_layers
+    from matconv_port.fusion.surgery import objective_losses
 
-    losses = loss_layers(spec)
+    losses = objective_losses(spec.layers)
     producers = {o: l for l in spec.layers for o in l.outputs}
     classifier = producers.get(losses[0].inputs[0]) if losses else None
     before = producers.get(classifier.inputs[0]) if classifier is not None and classifier.inputs else None
