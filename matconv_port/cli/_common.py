@@ -28,6 +28,8 @@ def run_guarded(fn: Callable[[], T]) -> T:
         fail(str(exc))
     except FileNotFoundError as exc:
         fail(f"{exc.filename}: no such file" if exc.filename else str(exc))
+    except BrokenPipeError:  # the reader went away (`matconv-port inspect X | head`): stop quietly, as cat does
+        _quiet_broken_pipe()
     except OSError as exc:  # disk full, no permission, read-only folder: the user's to fix, not a bug
         problem = environment_problem(exc)
         if problem is None:
@@ -40,6 +42,18 @@ def run_guarded(fn: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # a bug, not bad input: still one line unless asked for more
         _internal_error(exc)
+
+
+def _quiet_broken_pipe() -> "NoReturn":  # noqa: F821
+    """Exit with the status a process killed by SIGPIPE has (128 + 13), printing
+    nothing; stdout is pointed at /dev/null so that Python's own flush at exit does
+    not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(141)
 
 
 def _internal_error(exc: Exception) -> "NoReturn":  # noqa: F821
