@@ -1,0 +1,107 @@
+"""MatConvNet's pretrained model zoo: every model converts and matches stock MatConvNet 1.0-beta25.
+
+``fixtures/zoo/make_zoo_fixtures.m`` builds each model of MatConvNet's pretrained list
+(doc/site/docs/pretrained.md of vlfeat/matconvnet v1.0-beta25) with the zoo file's layer
+list and random weights, channel counts divided by the per-model width divisor stored
+in the file (``width_divisor``; 1 = the zoo's own widths), runs it in stock MatConvNet
+under Octave and stores the net, its input and every var. Here each file is converted
+(``convert_file``), the converted ``.pt`` is loaded, and every var must match MatConvNet
+at the fp32 tolerance (LRN in ``lrn_mode="fast"``, which emulates MatConvNet's CPU pow).
+
+``test_full_width_shapes`` checks the zoo's full widths: the committed
+``fixtures/zoo/full_width_sizes.json`` holds the var sizes stock MatConvNet computed
+for the full-width nets (``run_zoo.sh full``); our shape arithmetic on the same layer
+lists with the full-width parameter shapes must give the same sizes. Set
+``MATCONV_PORT_ZOO_FULL`` to a folder of full-width files made by ``run_zoo.sh full``
+to run the full parity test on them too.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import scipy.io as sio
+import torch
+
+from parity_utils import FIXTURES, RTOL_FP32, relative_error
+from matconv_port import from_matconvnet_layout, load_model
+
+ZOO = os.path.join(FIXTURES, "zoo")
+GENERATED = os.path.join(ZOO, "generated")
+
+#: every model of MatConvNet's pretrained list (v1.0-beta25) and the format of its zoo file
+ZOO_MODELS = {
+    "imagenet-vgg-f": "simplenn", "imagenet-vgg-m": "simplenn", "imagenet-vgg-s": "simplenn",
+    "imagenet-vgg-m-2048": "simplenn", "imagenet-vgg-m-1024": "simplenn", "imagenet-vgg-m-128": "simplenn",
+    "imagenet-vgg-verydeep-16": "simplenn", "imagenet-vgg-verydeep-19": "simplenn", "vgg-face": "simplenn",
+    "imagenet-caffe-alex": "simplenn", "imagenet-caffe-ref": "simplenn",
+    "imagenet-matconvnet-vgg-f": "simplenn", "imagenet-matconvnet-vgg-m": "simplenn",
+    "imagenet-matconvnet-vgg-s": "simplenn", "imagenet-matconvnet-vgg-verydeep-16": "simplenn",
+    "imagenet-matconvnet-alex": "simplenn",
+    "imagenet-googlenet-dag": "dagnn",
+    "imagenet-resnet-50-dag": "dagnn", "imagenet-resnet-101-dag": "dagnn", "imagenet-resnet-152-dag": "dagnn",
+}
+
+
+def _path(name: str, folder: str = GENERATED) -> str:
+    return os.path.join(folder, f"zoo_{name}.mat")
+
+
+def load_zoo_case(path: str):
+    """(kind, inputs, expected vars in MatConvNet layout) of a zoo fixture."""
+    d = sio.loadmat(path)
+    out = d["outputs"][0, 0]
+    if "input" in d:  # SimpleNN: outputs.x<i>_<layer>, input = x0
+        expected = {"x" + re.match(r"x(\d+)_", n).group(1): out[n] for n in out.dtype.names}
+        return "simplenn", {"x0": from_matconvnet_layout(d["input"])}, expected
+    expected = {n: out[n] for n in out.dtype.names}
+    return "dagnn", {"data": from_matconvnet_layout(d["data"])}, expected
+
+
+def _check_every_var(path: str, model) -> int:
+    kind, inputs, expected = load_zoo_case(path)
+    values = model.forward_vars(inputs)
+    failures, checked = [], 0
+    for name, ref in expected.items():
+        assert name in values, f"var {name} not computed"
+        err = relative_error(values[name], ref)
+        checked += 1
+        if not err <= RTOL_FP32:
+            failures.append(f"{name}: {err:.3g}")
+    assert not failures, f"{os.path.basename(path)}: " + "; ".join(failures)
+    # every var MatConvNet has (input included) is a var of ours
+    assert set(expected) | set(inputs) == set(values) - set(model.label_vars)
+    return checked
+
+
+def test_every_zoo_model_has_a_fixture():
+    have = sorted(f[4:-4] for f in os.listdir(GENERATED) if f.startswith("zoo_") and f.endswith(".mat"))
+    assert set(ZOO_MODELS) <= set(have), sorted(set(ZOO_MODELS) - set(have))
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_MODELS))
+def test_zoo_model_converts_and_matches(name, tmp_path):
+    from matconv_port.convert import convert_file
+
+    path = _path(name)
+    out = convert_file(path, str(tmp_path / f"{name}.pt"), log=lambda m: None)
+    model = load_model(out, lrn_mode="fast")
+    kind, _, expected = load_zoo_case(path)
+    assert kind == ZOO_MODELS[name]
+    checked = _check_every_var(path, model)
+    assert checked == len(expected) >= 10
+
+
+FULL = os.environ.get("MATCONV_PORT_ZOO_FULL")
+
+
+@pytest.mark.skipif(not FULL, reason="full-width zoo files: set MATCONV_PORT_ZOO_FULL (fixtures/zoo/run_zoo.sh full)")
+@pytest.mark.parametrize("name", sorted(ZOO_MODELS))
+def test_full_width_zoo_model_matches(name):
+    path = _path(name, FULL)
+    assert os.path.exists(path), path
+    assert int(np.asarray(sio.loadmat(path, variable_names=["width_divisor"])["width_divisor"]).ravel()[0]) == 1
+    _check_every_var(path, load_model(path, lrn_mode="fast"))
