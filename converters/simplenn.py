@@ -19,6 +19,12 @@ name>`` (``loss<i>`` if that layer has no name) with a second input ``label``, t
 properties ``saveobj`` would write for the DagNN block (setter-normalised: a scalar
 ``pad`` -> 4 values, a scalar ``stride`` -> 2, ``size`` padded to 4 dims).
 
+``pdist`` (which fromSimpleNN refuses) -> ``dagnn.PDist`` with ``vl_simplenn``'s
+second operand ``l.class`` as a label var (like ``loss``) and the tidied fields
+(``p``, ``noRoot``, ``aggregate``, ``epsilon``, ``instanceWeights``) as the block;
+``noffset``/``spnorm`` -> ``dagnn.NormOffset``/``dagnn.SpatialNorm`` (registered) with
+their ``param``.
+
 Types fromSimpleNN does not know (``SubP``, ``dpool``, ``custom``, ...; ``loss`` is run as
 ``dagnn.Loss`` like vl_simplenn runs it) keep
 their SimpleNN type (or the DagNN type a registered custom layer claims) and all
@@ -243,6 +249,14 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
                 add_var(v)
             inputs.append(new_var_name("label"))
             block = {"loss": loss if isinstance(loss, str) and loss else "softmaxlog", "opts": []}
+        elif ltype == "pdist":
+            # not in fromSimpleNN (stock beta25 refuses it); vl_simplenn runs
+            # vl_nnpdist(x, l.class, l.p, ...): the target becomes a label var, as for `loss`
+            for v in inputs:
+                add_var(v)
+            inputs.append(new_var_name("label"))
+            block = {k: to_plain(v) for k, v in layer.items()
+                     if k not in ("name", "type", "weights", "momentum", "class")}
         elif ltype == "bnorm":
             w = _weights_list(layer["weights"])
             if len(w) < 2 or any(not isinstance(x, np.ndarray) for x in w[:3]):

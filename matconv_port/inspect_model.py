@@ -14,7 +14,8 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 def _block_summary(layer) -> str:
-    keys = ("size", "poolSize", "pad", "stride", "method", "leak", "rate", "param", "dim", "loss", "upsample", "crop", "dilate")
+    keys = ("size", "poolSize", "pad", "stride", "method", "leak", "rate", "param", "dim", "loss", "upsample", "crop", "dilate",
+            "subdivisions", "transform", "flatten", "Ho", "Wo", "p", "aggregate")
     parts = []
     for k in keys:
         if k in layer.block and layer.block[k] is not None and not (isinstance(layer.block[k], (list, np.ndarray)) and np.size(layer.block[k]) == 0):

@@ -72,6 +72,17 @@ def input_channels(model, var: str) -> int | None:
     return None
 
 
+def _input_shape_hint(model, var: str, items: int) -> tuple | None:
+    """The shape the first layer reading ``var`` asks for when ``var`` is not an image
+    (:meth:`~matconv_port.layers.base.MatConvNetLayer.input_shape_hint`), or None."""
+    for li in model.execution_order:
+        lspec = model.layer_specs[li]
+        if var in lspec.inputs:
+            hint = model.layers[li].input_shape_hint(list(lspec.inputs).index(var), items)
+            return tuple(int(s) for s in hint) if hint is not None else None
+    return None
+
+
 def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: int = 1) -> dict[str, tuple[int, int, int, int]]:
     """N x C x H x W shapes for the data inputs: size from ``size`` or ``meta``;
     channels from the consuming layer (else meta's 3rd size, else 1)."""
@@ -79,6 +90,10 @@ def default_input_shapes(model, size: Sequence[int] | None = None, num_videos: i
     frames = model.frames_per_clip or 1
     shapes = {}
     for v in model.input_vars:
+        hint = _input_shape_hint(model, v, num_videos * frames)
+        if hint is not None:
+            shapes[v] = hint
+            continue
         c = input_channels(model, v)
         if c is None:
             c = int(hw[2]) if hw and len(hw) > 2 else 1

@@ -99,6 +99,12 @@ class MatConvNetLayer(nn.Module):
         call imports much of torch's compiler stack)."""
         return None
 
+    def input_shape_hint(self, slot: int, items: int) -> Shape | None:
+        """The ``N x C x H x W`` shape a shape check should give an input var that feeds
+        input ``slot`` of this layer when it is not an image (e.g. ROIs, affine
+        parameters), for a batch of ``items``; None (the default): an image."""
+        return None
+
     def window_sizes(self, input_shapes: list[Shape], sizes: Sequence[int], kernels: Sequence[int],
                      what: str) -> tuple[int, ...]:
         """:func:`window_outputs` with this layer's ``pad`` and ``stride``; the shape
