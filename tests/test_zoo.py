@@ -26,7 +26,7 @@ import pytest
 import scipy.io as sio
 import torch
 
-from parity_utils import FIXTURES, RTOL_FP32, relative_error
+from parity_utils import FIXTURES, RTOL_FP32, _input_value, relative_error
 from matconv_port import from_matconvnet_layout, load_model
 
 ZOO = os.path.join(FIXTURES, "zoo")
@@ -43,6 +43,10 @@ ZOO_MODELS = {
     "imagenet-matconvnet-alex": "simplenn",
     "imagenet-googlenet-dag": "dagnn",
     "imagenet-resnet-50-dag": "dagnn", "imagenet-resnet-101-dag": "dagnn", "imagenet-resnet-152-dag": "dagnn",
+    "pascal-fcn32s-dag": "dagnn", "pascal-fcn16s-dag": "dagnn", "pascal-fcn8s-dag": "dagnn",
+    "pascal-fcn8s-tvg-dag": "dagnn",
+    "fast-rcnn-caffenet-pascal07-dagnn": "dagnn", "fast-rcnn-vggm1k-pascal07-dagnn": "dagnn",
+    "fast-rcnn-vgg16-pascal07-dagnn": "dagnn",
 }
 
 
@@ -58,7 +62,8 @@ def load_zoo_case(path: str):
         expected = {"x" + re.match(r"x(\d+)_", n).group(1): out[n] for n in out.dtype.names}
         return "simplenn", {"x0": from_matconvnet_layout(d["input"])}, expected
     expected = {n: out[n] for n in out.dtype.names}
-    return "dagnn", {"data": from_matconvnet_layout(d["data"])}, expected
+    names = [str(np.asarray(n).ravel()[0]) for n in np.asarray(d["input_names"]).ravel(order="F")]
+    return "dagnn", {n: _input_value(n, np.asarray(d[n])) for n in names}, expected
 
 
 def _check_every_var(path: str, model) -> int:
