@@ -110,3 +110,56 @@ def test_full_width_zoo_model_matches(name):
     assert os.path.exists(path), path
     assert int(np.asarray(sio.loadmat(path, variable_names=["width_divisor"])["width_divisor"]).ravel()[0]) == 1
     _check_every_var(path, load_model(path, lrn_mode="fast"))
+
+
+# --------------------------------------------------------------------------------------
+# inspect vs MatConvNet's net.print()
+# --------------------------------------------------------------------------------------
+PRINTS = os.path.join(ZOO, "print")
+
+
+def _parse_print(text: str) -> dict[str, list[str]]:
+    """The ascii tables of ``DagNN.print``: row label -> cells, chunks concatenated
+    (``func``/``type``/``inputs``/``outputs``/``params`` for layers, ``var``/``dims``/``mem``
+    for vars, ``params``/``vars``/``total`` for the memory summary)."""
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "|" not in line or set(line) <= set("-|"):
+            continue
+        cells = [c.strip() for c in line.split("|")]
+        label, cells = cells[0], cells[1:-1] if line.rstrip().endswith("|") else cells[1:]
+        key = "mem_" + label if label in ("params", "vars", "total") and len(cells) == 1 and rows.get("func") \
+            and len(rows.get("params", [])) == len(rows["func"]) else label
+        rows.setdefault(key, []).extend(cells)
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(f[:-4] for f in os.listdir(PRINTS) if f.endswith(".txt")))
+def test_inspect_shows_what_net_print_shows(name):
+    """Every layer row of ``inspect`` (order, name, type, inputs -> outputs, param names, output
+    size) and its memory line equal stock MatConvNet's ``net.print()`` captured under Octave
+    by ``fixtures/zoo/print_zoo_nets.m`` (batch of one image, one ROI)."""
+    from matconv_port.inspect_model import describe
+
+    with open(os.path.join(PRINTS, name + ".txt")) as f:
+        table = _parse_print(f.read())
+    model = load_model(_path(name))
+    kind, inputs, _ = load_zoo_case(_path(name))
+    image = inputs["x0" if kind == "simplenn" else "data"]
+    lines = describe(model, input_size=list(image.shape[2:]))
+    dims = dict(zip(table["var"], table["dims"]))
+    layers = table["func"]
+    assert len(layers) == len(model.layer_specs) >= 20
+    rows = lines[2:2 + len(layers)]
+    for k, (layer, typ, ins, outs, params) in enumerate(zip(layers, table["type"], table["inputs"],
+                                                           table["outputs"], table["params"]), 1):
+        row = rows[k - 1]
+        tokens = row.split()
+        assert tokens[:3] == [str(k), layer, typ], row
+        assert f"{', '.join(ins.split())} -> {', '.join(outs.split())}" in row, row
+        shown = [p.split()[0] for p in row.split(" -> ", 1)[1].split("  ", 1)[1].strip().split(", ")] if params else []
+        assert " ".join(shown[: len(params.split())]) == params, row
+        for o in outs.split():
+            assert f"  {dims[o]}  " in row + "  ", (row, o, dims[o])
+    mem = next(l for l in lines if l.startswith("memory"))
+    assert mem.endswith(f"params {table['mem_params'][0]}, vars {table['mem_vars'][0]}, total {table['mem_total'][0]}"), mem
