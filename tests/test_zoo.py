@@ -163,3 +163,52 @@ def test_inspect_shows_what_net_print_shows(name):
             assert f"  {dims[o]}  " in row + "  ", (row, o, dims[o])
     mem = next(l for l in lines if l.startswith("memory"))
     assert mem.endswith(f"params {table['mem_params'][0]}, vars {table['mem_vars'][0]}, total {table['mem_total'][0]}"), mem
+
+
+# --------------------------------------------------------------------------------------
+# the zoo's own widths
+# --------------------------------------------------------------------------------------
+FULL_SIZES = os.path.join(ZOO, "full_width_sizes.json")
+
+
+def _full_sizes() -> dict:
+    with open(FULL_SIZES) as f:
+        return json.load(f)
+
+
+def _mcn4(shape_nchw) -> list[int]:
+    n, c, h, w = shape_nchw
+    return [h, w, c, n]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO_MODELS))
+def test_full_width_shapes_match_matconvnet(name):
+    """The committed fixture's layer list with the zoo's full-width parameter shapes (recorded
+    from stock MatConvNet by ``run_zoo.sh full-sizes``, which ran the full-width net there)
+    goes through our shape arithmetic to exactly the var sizes MatConvNet computed."""
+    from matconv_port.layers.registry import param_torch_shape
+    from matconv_port.loading import load_netspec_any
+    from matconv_port.network import MatConvNetModel
+    from matconv_port.shapecheck import infer_var_shapes
+
+    sizes = _full_sizes().get(name)
+    assert sizes is not None, f"{name}: no full-width sizes in {FULL_SIZES} (run fixtures/zoo/run_zoo.sh full-sizes)"
+    small = load_model(_path(name))
+    spec = load_netspec_any(_path(name))
+    full_params = {p: tuple(s) for p, s in sizes["param_sizes"].items()}
+    assert set(full_params) == set(small.param_shapes)
+    # the full-width net has more channels wherever the width was divided
+    assert sum(np.prod(s) for s in full_params.values()) > 4 * sum(np.prod(s) for s in small.param_shapes.values())
+    torch_params = {p: torch.empty(param_torch_shape(small.param_layouts[p], s), device="meta")
+                    for p, s in full_params.items()}
+    full = MatConvNetModel(spec, torch_params=torch_params, param_shapes=full_params)
+    var_sizes = sizes["var_sizes"]
+    kind, inputs, _ = load_zoo_case(_path(name))
+    # the full-width run used inputs of the same sizes (3-channel images, ROIs)
+    ours = infer_var_shapes(full, {v: tuple(t.shape) for v, t in inputs.items()})
+    mcn_names = {("x" + re.match(r"x(\d+)_", k).group(1) if kind == "simplenn" else k): k for k in var_sizes}
+    assert set(mcn_names) == set(ours)
+    for v, key in mcn_names.items():
+        if v in inputs:
+            continue
+        assert _mcn4(ours[v]) == var_sizes[key], (v, ours[v], var_sizes[key])
