@@ -128,8 +128,8 @@ def _parse_print(text: str) -> dict[str, list[str]]:
             continue
         cells = [c.strip() for c in line.split("|")]
         label, cells = cells[0], cells[1:-1] if line.rstrip().endswith("|") else cells[1:]
-        key = "mem_" + label if label in ("params", "vars", "total") and len(cells) == 1 and rows.get("func") \
-            and len(rows.get("params", [])) == len(rows["func"]) else label
+        # the memory summary (params / vars / total) comes after the var table
+        key = "mem_" + label if "var" in rows and label in ("params", "vars", "total") else label
         rows.setdefault(key, []).extend(cells)
     return rows
 
@@ -212,3 +212,24 @@ def test_full_width_shapes_match_matconvnet(name):
         if v in inputs:
             continue
         assert _mcn4(ours[v]) == var_sizes[key], (v, ours[v], var_sizes[key])
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ZOO_MODELS if "fast-rcnn" not in n))  # (batch of 2, 7 ROIs)
+def test_inspect_output_sizes_are_matconvnets(name):
+    """For every zoo net, each layer row of ``inspect`` shows the output sizes stock MatConvNet
+    computed (``var_sizes`` of the fixture, one image)."""
+    from matconv_port.inspect_model import describe
+
+    d = sio.loadmat(_path(name), variable_names=["var_sizes"], squeeze_me=True, struct_as_record=False)
+    sizes = {k: [int(v) for v in getattr(d["var_sizes"], k)] for k in d["var_sizes"]._fieldnames}
+    model = load_model(_path(name))
+    kind, inputs, _ = load_zoo_case(_path(name))
+    image = inputs["x0" if kind == "simplenn" else "data"]
+    lines = describe(model, input_size=list(image.shape[2:]))
+    if kind == "simplenn":
+        sizes = {"x" + re.match(r"x(\d+)_", k).group(1): v for k, v in sizes.items()}
+    for k, layer in enumerate(model.layer_specs):
+        row = lines[2 + k]
+        assert row.split()[1] == layer.name
+        for o in layer.outputs:
+            assert "  " + "x".join(map(str, sizes[o])) + "  " in row + "  ", (row, o, sizes[o])
