@@ -66,19 +66,45 @@ def load_zoo_case(path: str):
     return "dagnn", {n: _input_value(n, np.asarray(d[n])) for n in names}, expected
 
 
-def _check_every_var(path: str, model) -> int:
+#: end-to-end bound where float32 itself cannot reach 1e-5: in the 101/152-layer ResNets MatConvNet's
+#: own float32 result differs from the float64 one (same weights, our float64 forward) by up to
+#: 1.3e-5 on some vars, while ours stays within 2.4e-6 of it (measured on these fixtures); every
+#: layer of these nets is still held to 1e-5 given MatConvNet's own inputs (the per-layer check)
+E2E_RTOL = {"imagenet-resnet-101-dag": 3e-5, "imagenet-resnet-152-dag": 3e-5}
+
+
+def _check_every_var(path: str, model, name: str | None = None) -> int:
+    """Every var end to end (our forward from the input) and layer by layer (each layer fed
+    with MatConvNet's own values of its inputs), against MatConvNet's values."""
+    from matconv_port.precision import precision_scope
+
     kind, inputs, expected = load_zoo_case(path)
     values = model.forward_vars(inputs)
+    e2e = E2E_RTOL.get(name, RTOL_FP32)
     failures, checked = [], 0
-    for name, ref in expected.items():
-        assert name in values, f"var {name} not computed"
-        err = relative_error(values[name], ref)
+    for var, ref in expected.items():
+        assert var in values, f"var {var} not computed"
+        err = relative_error(values[var], ref)
         checked += 1
-        if not err <= RTOL_FP32:
-            failures.append(f"{name}: {err:.3g}")
-    assert not failures, f"{os.path.basename(path)}: " + "; ".join(failures)
+        if not err <= e2e:
+            failures.append(f"{var}: {err:.3g}")
+    assert not failures, f"{os.path.basename(path)} end to end: " + "; ".join(failures)
     # every var MatConvNet has (input included) is a var of ours
     assert set(expected) | set(inputs) == set(values) - set(model.label_vars)
+    # layer by layer: MatConvNet's inputs in, MatConvNet's outputs out, at 1e-5
+    mcn = dict(inputs)
+    for var, ref in expected.items():
+        mcn[var] = from_matconvnet_layout(np.asarray(ref)).reshape(values[var].shape)
+    ctx, _ = model._prepare(inputs, None, False)
+    with torch.no_grad(), precision_scope(model.precision, "cpu"):
+        for li, layer in enumerate(model.layer_specs):
+            one = {v: mcn[v].to(model.dtype) if v not in model.label_vars else mcn[v] for v in layer.inputs}
+            model._run_layer(li, one, ctx)
+            for var in layer.outputs:
+                err = relative_error(one[var], expected[var])
+                if not err <= RTOL_FP32:
+                    failures.append(f"{layer.name} -> {var}: {err:.3g}")
+    assert not failures, f"{os.path.basename(path)} layer by layer: " + "; ".join(failures)
     return checked
 
 
@@ -96,7 +122,7 @@ def test_zoo_model_converts_and_matches(name, tmp_path):
     model = load_model(out, lrn_mode="fast")
     kind, _, expected = load_zoo_case(path)
     assert kind == ZOO_MODELS[name]
-    checked = _check_every_var(path, model)
+    checked = _check_every_var(path, model, name)
     assert checked == len(expected) >= 10
 
 
@@ -109,7 +135,7 @@ def test_full_width_zoo_model_matches(name):
     path = _path(name, FULL)
     assert os.path.exists(path), path
     assert int(np.asarray(sio.loadmat(path, variable_names=["width_divisor"])["width_divisor"]).ravel()[0]) == 1
-    _check_every_var(path, load_model(path, lrn_mode="fast"))
+    _check_every_var(path, load_model(path, lrn_mode="fast"), name)
 
 
 # --------------------------------------------------------------------------------------
