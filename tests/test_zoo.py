@@ -6,7 +6,11 @@ list and random weights, channel counts divided by the per-model width divisor s
 in the file (``width_divisor``; 1 = the zoo's own widths), runs it in stock MatConvNet
 under Octave and stores the net, its input and every var. Here each file is converted
 (``convert_file``), the converted ``.pt`` is loaded, and every var must match MatConvNet
-at the fp32 tolerance (LRN in ``lrn_mode="fast"``, which emulates MatConvNet's CPU pow).
+at the fp32 tolerance (LRN in ``lrn_mode="fast"``, which emulates MatConvNet's CPU pow),
+end to end and layer by layer (see :func:`_check_every_var` and ``E2E_RTOL``).
+
+``inspect`` is compared with ``net.print()`` captured under stock MatConvNet
+(``fixtures/zoo/print/``) and its output sizes with the sizes MatConvNet computed.
 
 ``test_full_width_shapes`` checks the zoo's full widths: the committed
 ``fixtures/zoo/full_width_sizes.json`` holds the var sizes stock MatConvNet computed
