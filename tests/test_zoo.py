@@ -70,11 +70,12 @@ def load_zoo_case(path: str):
     return "dagnn", {n: _input_value(n, np.asarray(d[n])) for n in names}, expected
 
 
-#: end-to-end bound where float32 itself cannot reach 1e-5: in the 101/152-layer ResNets MatConvNet's
+#: end-to-end bound where float32 itself cannot reach 1e-5: in the random 101-layer ResNet MatConvNet's
 #: own float32 result differs from the float64 one (same weights, our float64 forward) by up to
-#: 1.3e-5 on some vars, while ours stays within 2.4e-6 of it (measured on these fixtures); every
-#: layer of these nets is still held to 1e-5 given MatConvNet's own inputs (the per-layer check)
-E2E_RTOL = {"imagenet-resnet-101-dag": 3e-5, "imagenet-resnet-152-dag": 3e-5}
+#: 1.3e-5 (bn4b7_branch2c), while ours stays within 4.9e-6 of it (measured on this fixture; the
+#: two float32 results differ by 1.05e-5 there); every layer is still held to 1e-5 given
+#: MatConvNet's own inputs (the layer-by-layer check). ResNet-152 meets 1e-5 end to end (7.3e-6).
+E2E_RTOL = {"imagenet-resnet-101-dag": 3e-5}
 
 
 def _check_every_var(path: str, model, name: str | None = None) -> int:
