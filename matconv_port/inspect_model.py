@@ -51,8 +51,7 @@ def describe(model, input_size: Sequence[int] | None = None) -> list[str]:
     except MatConvPortError as exc:
         size_note = f"(sizes unavailable: {exc})"
     rows = [("#", "layer", "type", "inputs -> outputs", "params", "output size", "block")]
-    for k, li in enumerate(range(len(model.layer_specs)), 1):
-        l = model.layer_specs[li]
+    for k, l in enumerate(model.layer_specs, 1):
         params = ", ".join(f"{p} {_shape_text(model.param_shapes[p])}" for p in l.params)
         out = ", ".join(mcn_size(shapes[o]) for o in l.outputs if o in shapes) or "-"
         rows.append((str(k), l.name, l.type.replace("dagnn.", ""), f"{', '.join(l.inputs)} -> {', '.join(l.outputs)}",
