@@ -81,8 +81,6 @@ E2E_RTOL = {"imagenet-resnet-101-dag": 3e-5}
 def _check_every_var(path: str, model, name: str | None = None) -> int:
     """Every var end to end (our forward from the input) and layer by layer (each layer fed
     with MatConvNet's own values of its inputs), against MatConvNet's values."""
-    from matconv_port.precision import precision_scope
-
     kind, inputs, expected = load_zoo_case(path)
     values = model.forward_vars(inputs)
     e2e = E2E_RTOL.get(name, RTOL_FP32)
@@ -100,11 +98,9 @@ def _check_every_var(path: str, model, name: str | None = None) -> int:
     mcn = dict(inputs)
     for var, ref in expected.items():
         mcn[var] = from_matconvnet_layout(np.asarray(ref)).reshape(values[var].shape)
-    ctx, _ = model._prepare(inputs, None, False)
-    with torch.no_grad(), precision_scope(model.precision, "cpu"):
-        for li, layer in enumerate(model.layer_specs):
-            one = {v: mcn[v].to(model.dtype) if v not in model.label_vars else mcn[v] for v in layer.inputs}
-            model._run_layer(li, one, ctx)
+    with torch.no_grad():
+        for layer in model.layer_specs:
+            one = model.forward_vars({v: mcn[v] for v in layer.inputs}, outputs=list(layer.outputs))
             for var in layer.outputs:
                 err = relative_error(one[var], expected[var])
                 if not err <= RTOL_FP32:
