@@ -29,8 +29,19 @@ def _block_summary(layer) -> str:
     return " ".join(parts)
 
 
+def matconvnet_mem(num_bytes: float) -> str:
+    """A byte count the way MatConvNet's ``DagNN.print`` writes it (its ``pmem``:
+    B, KB, MB, GB with powers of 1024, no decimals)."""
+    for unit, scale in (("B", 1), ("KB", 1024), ("MB", 1024 ** 2)):
+        if num_bytes < 1024 * scale:
+            return f"{num_bytes / scale:.0f}{unit}"
+    return f"{num_bytes / 1024 ** 3:.0f}GB"
+
+
 def describe(model, input_size: Sequence[int] | None = None) -> list[str]:
-    """Lines describing ``model``: one row per layer (execution order) and its meta."""
+    """Lines describing ``model``: one row per layer and its meta. Rows follow the file's layer
+    order (``net.layers``, as MatConvNet's ``DagNN.print`` lists them: ``#`` is the layer's index
+    there), not the execution order."""
     shapes: dict[str, tuple] = {}
     size_note = ""
     try:
@@ -40,8 +51,7 @@ def describe(model, input_size: Sequence[int] | None = None) -> list[str]:
     except MatConvPortError as exc:
         size_note = f"(sizes unavailable: {exc})"
     rows = [("#", "layer", "type", "inputs -> outputs", "params", "output size", "block")]
-    for k, li in enumerate(model.execution_order, 1):
-        l = model.layer_specs[li]
+    for k, l in enumerate(model.layer_specs, 1):
         params = ", ".join(f"{p} {_shape_text(model.param_shapes[p])}" for p in l.params)
         out = ", ".join(mcn_size(shapes[o]) for o in l.outputs if o in shapes) or "-"
         rows.append((str(k), l.name, l.type.replace("dagnn.", ""), f"{', '.join(l.inputs)} -> {', '.join(l.outputs)}",
@@ -56,6 +66,12 @@ def describe(model, input_size: Sequence[int] | None = None) -> list[str]:
               f"inputs: {', '.join(model.input_vars) or '-'}   labels: {', '.join(model.label_vars) or '-'}   "
               f"predictions: {', '.join(model.prediction_vars) or '-'}",
               f"input size used: {size_note or '-'}"]
+    if shapes:
+        # net.print()'s memory table: 4 bytes per value of every param and var (whatever the dtype)
+        param_mem = 4 * sum(int(np.prod(s)) for s in model.param_shapes.values())
+        var_mem = 4 * sum(int(np.prod(s)) for s in shapes.values())
+        lines.append(f"memory (as net.print() counts it): params {matconvnet_mem(param_mem)}, "
+                     f"vars {matconvnet_mem(var_mem)}, total {matconvnet_mem(param_mem + var_mem)}")
     if model.frames_per_clip:
         lines.append(f"frames per clip: {model.frames_per_clip}")
     lines += describe_meta(model.meta)
