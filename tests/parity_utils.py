@@ -162,3 +162,21 @@ def run_case(case: ParityCase, model) -> dict[str, torch.Tensor]:
 
 def load(path: str, **kwargs):
     return matconv_port.load_model(path, **kwargs)
+
+
+def var_failures(case: ParityCase, model, values: dict[str, torch.Tensor], lrn_mode: str) -> tuple[int, list[str]]:
+    """Compare every expected var (labels aside) of ``case`` with ``values`` at the
+    fp32 tolerance (in exact LRN mode: the CPU-pow bound after LRNs); returns (vars
+    checked, one line per var over its tolerance). A missing var fails the test."""
+    after_lrn = lrn_exact_tolerances(model) if lrn_mode == "exact" else {}
+    failures, checked = [], 0
+    for name, ref in case.expected.items():
+        if name in model.label_vars:
+            continue
+        assert name in values, f"var {name} not computed; have {sorted(values)[:20]}"
+        err = relative_error(values[name], ref, reference_scale(case, model, name))
+        tol = after_lrn.get(name, RTOL_FP32)
+        checked += 1
+        if not err <= tol:
+            failures.append(f"{name}: {err:.3g} > {tol:g}")
+    return checked, failures

@@ -28,8 +28,7 @@ import pytest
 import torch
 
 from conftest import gpu_test_device
-from parity_utils import (RTOL_FP32, fixture_files, load, load_case, lrn_exact_tolerances, reference_scale,
-                          relative_error, run_case)
+from parity_utils import fixture_files, load, load_case, run_case, var_failures
 
 pytestmark = pytest.mark.gpu
 
@@ -83,17 +82,7 @@ def test_parity_on_device_exact(path, lrn_mode):
     values = run_case(case, model)
     computed = [v for v in values.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
     assert computed and all(v.device.type == DEV.type for v in computed)  # it ran on the device
-    after_lrn = lrn_exact_tolerances(model) if lrn_mode == "exact" else {}
-    failures, checked = [], 0
-    for name, ref in case.expected.items():
-        if name in model.label_vars:
-            continue
-        assert name in values, f"var {name} not computed"
-        err = relative_error(values[name], ref, reference_scale(case, model, name))
-        tol = after_lrn.get(name, RTOL_FP32)
-        checked += 1
-        if not err <= tol:
-            failures.append(f"{name}: {err:.3g} > {tol:g}")
+    checked, failures = var_failures(case, model, values, lrn_mode)
     assert checked >= 1
     assert not failures, "; ".join(failures)
 
