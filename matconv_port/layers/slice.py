@@ -35,7 +35,8 @@ class Slice(MatConvNetLayer):
             raise ModelFormatError(f"{where}: dim must be 3 (channels) or 4 (batch), got {dim} "
                                    "(vl_nnslice slices only along channels or batches)")
         self.dim = int(dim[0])
-        points = self.block_list("slicePoint", 3)
+        raw = self.block.get("slicePoint", 3)
+        points = [] if raw is None or (isinstance(raw, (list, tuple)) and not raw) else self.block_list("slicePoint", 3)
         if not points:
             raise ModelFormatError(f"{where}: slicePoint is empty (at least one slice point must be given)")
         if not all(float(p).is_integer() for p in points):
