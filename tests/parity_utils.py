@@ -28,7 +28,6 @@ REAL_MODELS = os.path.join(SHARED, "real_matconvnet_models")
 REAL_REFUSED = {
     "cszn_FFDNet__FFDNet_grayscale_retrained.mat": {"SubP", "concat"},
     "lood339_player_detection__net_stage_1_dilation.mat": {"dpool"},
-    "Sunbaoli_DSR__x16_net-epoch-108.mat": {"dagnn.Slice"},
 }
 
 #: fp32 parity (the project's standard); see lrn_exact_tolerances for LRN in exact mode

@@ -121,6 +121,43 @@ def test_super_resolution_beats_bicubic(name, inp, var):
     assert _psnr(np.clip(sr, 0, 1), hr) > _psnr(bicubic, hr) + 0.5
 
 
+def test_depth_super_resolution_x16_beats_bicubic_and_finds_the_depth_edges():
+    """Sunbaoli/DSR x16 (dagnn.Slice of DSR: its edge branch thresholded into a logical map,
+    concatenated with the depth and guidance inputs), run as DSR's code/test/test_classSR.m
+    does: a depth map sampled 1 in 16 and upsampled bicubically, guidance the high-passed
+    image normalised to [0, 1]; the refined depth is ``input_d - x13``."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    h = w = 128
+    y, x = np.mgrid[0:h, 0:w]
+    depth = 0.3 + 0.2 * x / w
+    discs = []
+    for _ in range(5):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(15, 35)
+        depth[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0.1, 0.9)
+    depth = depth.astype(np.float32)
+    up = cv2.resize(depth[8::16, 8::16], (w, h), interpolation=cv2.INTER_CUBIC)
+    guide = depth - cv2.blur(depth, (3, 3), borderType=cv2.BORDER_REFLECT)
+    guide = ((guide - guide.min()) / (guide.max() - guide.min())).astype(np.float32)
+    model = matconv_port.load_model(_path("Sunbaoli_DSR__x16_net-epoch-108.mat"), warn=lambda m: None)
+    assert model.semantics == "stock"  # its convs are dilated
+    with torch.no_grad():
+        v = model.forward_vars({"input_d": torch.from_numpy(up)[None, None], "input_g": torch.from_numpy(guide)[None, None]})
+    refined = up - v["x13"][0, 0].numpy()
+
+    def rmse(a):
+        return float(np.sqrt(np.mean((a - depth) ** 2)))
+
+    assert rmse(refined) < 0.8 * rmse(up)
+    edge = v["edge"][0, 0].numpy()
+    assert set(np.unique(edge)) <= {0.0, 1.0} and edge.sum() > 100
+    # the edge map lies on the depth discontinuities: most edge pixels within 2 px of one
+    jumps = (np.abs(np.diff(depth, axis=0, prepend=depth[:1])) + np.abs(np.diff(depth, axis=1, prepend=depth[:, :1]))) > 0.05
+    near = cv2.dilate(jumps.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert near[edge > 0].mean() > 0.7 and near.mean() < 0.5
+
+
 def test_shared_parameters_stay_one_tensor(tmp_path):
     from matconv_port.convert import convert_file
 

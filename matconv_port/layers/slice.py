@@ -12,6 +12,16 @@ or starts below 1 is refused naming the layer, as ``subsref`` fails there. The l
 must have K + 1 outputs. ``Slice.getOutputSizes`` is copied from ``Concat`` (it sums
 sizes) and is not what ``forward`` computes; :meth:`Slice.output_shapes` follows
 ``forward``.
+
+A second, unrelated class of the same name: ``dagnn.Slice`` of Sunbaoli/DSR (depth
+super-resolution; ``code/+dagnn/Slice.m``, identical in ``code/edgeClassSRX8``), saved with
+the properties ``dim`` and ``thres`` (default 0.2) and no ``slicePoint``. Its ``forward``
+is ``inputs{1}(:,:,2,:) > thres``: channel 2 of the input (the edge probability after a
+SoftMax) thresholded into a logical ``H x W x 1 x N`` map, ``dim`` unused; its
+``backward`` returns a zero derivative. Here the map is 0/1 in the input's dtype (MATLAB
+``cat`` of a logical with singles gives singles, which is how DSR uses it) and carries no
+gradient. Which class a block is: ``thres`` without ``slicePoint`` = DSR's, otherwise
+mcnExtraLayers'; a block with both is refused.
 """
 from __future__ import annotations
 
@@ -30,6 +40,20 @@ class Slice(MatConvNetLayer):
     def __init__(self, spec):
         super().__init__(spec)
         where = f"layer {self.layer_name!r} (dagnn.Slice)"
+        if "thres" in self.block and "slicePoint" in self.block:
+            raise ModelFormatError(f"{where}: has both 'thres' (Sunbaoli/DSR's Slice) and 'slicePoint' "
+                                   "(mcnExtraLayers' Slice); no known dagnn.Slice has both")
+        #: "mcnextra" (albanie/mcnExtraLayers) or "dsr" (Sunbaoli/DSR's thresholding Slice)
+        self.variant = "dsr" if "thres" in self.block else "mcnextra"
+        if self.variant == "dsr":
+            thres = self.block_list("thres", 0.2)
+            if len(thres) != 1:
+                raise ModelFormatError(f"{where}: thres must be one number, got {thres}")
+            self.thres = float(thres[0])
+            if len(spec.outputs) != 1:
+                raise ModelFormatError(f"{where}: Sunbaoli/DSR's Slice (thres) has one output, "
+                                       f"the layer has {len(spec.outputs)}")
+            return
         dim = self.block_list("dim", 3)
         if len(dim) != 1 or dim[0] not in (3.0, 4.0):
             raise ModelFormatError(f"{where}: dim must be 3 (channels) or 4 (batch), got {dim} "
@@ -63,6 +87,10 @@ class Slice(MatConvNetLayer):
 
     def output_shapes(self, input_shapes: list[Shape], param_shapes: list[Shape], ctx: ForwardContext) -> list[Shape]:
         shape = list(input_shapes[0])
+        if self.variant == "dsr":
+            if shape[1] < 2:
+                raise self.shape_error(input_shapes, "Sunbaoli/DSR's Slice reads channel 2 (x(:,:,2,:))")
+            return [(shape[0], 1, shape[2], shape[3])]
         d = _TORCH_DIM[self.dim]
         outs = []
         for _, length in self._ranges(shape[d], input_shapes):
@@ -73,8 +101,14 @@ class Slice(MatConvNetLayer):
 
     def forward(self, inputs, params, ctx: ForwardContext):
         x = inputs[0]
+        if self.variant == "dsr":
+            if x.shape[1] < 2:
+                raise self.shape_error([tuple(x.shape)], "Sunbaoli/DSR's Slice reads channel 2 (x(:,:,2,:))")
+            return [(x[:, 1:2].detach() > self.thres).to(x.dtype)]
         d = _TORCH_DIM[self.dim]
         return [x.narrow(d, start, length) for start, length in self._ranges(x.shape[d], [tuple(x.shape)])]
 
     def extra_repr(self) -> str:
+        if self.variant == "dsr":
+            return f"{self.layer_name!r}, x(:,:,2,:) > {self.thres} (Sunbaoli/DSR)"
         return f"{self.layer_name!r}, dim={self.dim}, slicePoint={self.points}"
