@@ -80,14 +80,14 @@ def test_converts_and_runs_or_is_refused_by_name(name, tmp_path):
 
 
 def test_refusal_through_cli_exits_2_with_one_line(tmp_path):
-    name = "cszn_FFDNet__FFDNet_grayscale_retrained.mat"
+    name = "lood339_player_detection__net_stage_1_dilation.mat"
     out = tmp_path / "x.pt"
     proc = subprocess.run([sys.executable, "-c", "from matconv_port.cli import main; main()",
                            "convert", _path(name), "-o", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "SubP" in lines[0] and "layer1" in lines[0] and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and "dpool" in lines[0] and "pool_m1" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
 
 
@@ -103,6 +103,24 @@ def test_denoisers_still_denoise(name, var, kind):
     out = model.forward_vars({inp: torch.from_numpy(noisy)[None, None]})[var][0, 0].detach().numpy()
     denoised = out if kind == "clean" else noisy - out
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + 8.0
+
+
+def test_ffdnet_denoises_at_the_noise_level_it_is_given():
+    """FFDNet (SubP down, the noise level map concatenated, SubP up) run as its
+    Demo_Test_FFDNet_gray.m runs it: the noise level is the net's second input ``sigmas``."""
+    clean = _image(96, 96, 0)
+    noisy = clean + np.random.default_rng(1).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    model = matconv_port.load_model(_path("cszn_FFDNet__FFDNet_grayscale_retrained.mat"))
+    assert model.input_vars == ["x0", "sigmas"]
+
+    def run(level):
+        with torch.no_grad():
+            y = model.forward_vars({"x0": torch.from_numpy(noisy)[None, None], "sigmas": torch.tensor([level])})
+        return y["x32"][0, 0].numpy()
+
+    assert _psnr(run(25 / 255), clean) > _psnr(noisy, clean) + 8.0
+    # the level matters: told there is almost no noise, it leaves most of it
+    assert _psnr(run(25 / 255), clean) > _psnr(run(2 / 255), clean) + 4.0
 
 
 @pytest.mark.parametrize("name,inp,var", [
