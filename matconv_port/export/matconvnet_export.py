@@ -15,6 +15,13 @@ the layout of MatConvNet's own saves (the DagNN files in ``fixtures/reference``)
   pad, stride), numbers as double rows, flags as logical, ``opts`` as cells;
 * ``meta``: ``net.meta`` (normalization, classes, ...), unchanged.
 
+Blocks follow the classes of the net's semantics (:mod:`matconv_port.semantics`, the
+model's choice; for a bare NetSpec the file's evidence): the paper's fork
+(:data:`BLOCK_SCHEMAS`) or stock v1.0-beta25 (:data:`STOCK_BLOCK_SCHEMAS`: Conv/Pooling
+``dilate``, BatchNorm ``opts``, Loss ``ignoreAverage``), so that reading the file back
+detects the same semantics and keeps every dilation. A fork net with a dilation other
+than 1 is refused (the fork's classes have no ``dilate``).
+
 A SimpleNN-sourced net is written as the DagNN ``dagnn.DagNN.fromSimpleNN`` builds
 from it (vars ``x0..xL``, params ``<layer>f``/``<layer>b``..., ``opts = {}`` as
 ``vl_simplenn_tidy`` fills it, BatchNorm with the default ``epsilon``).
