@@ -291,6 +291,13 @@ def from_simplenn(net: dict, source: str = "", extra_meta: dict | None = None) -
                 block["simplennEpsilon"] = float(_floats(layer["epsilon"])[0])
             if not has_moments:
                 block["hasMoments"] = False
+        elif ltype == "concat" and registered_dagnn_type("concat") is not None:
+            # not MatConvNet's: FFDNet's vl_simplenn concatenates the MATLAB global `sigmas` (the
+            # noise level map), which becomes an input var here (matconv_port/layers/ffdnet.py)
+            for v in inputs:
+                add_var(v)
+            inputs.append(new_var_name("sigmas"))
+            block = {}
         else:
             block = {k: to_plain(v) for k, v in layer.items() if k not in ("name", "type", "weights", "momentum")}
             for k, wv in enumerate(_weights_list(layer.get("weights", [])), start=1):

@@ -26,9 +26,7 @@ REAL_MODELS = os.path.join(SHARED, "real_matconvnet_models")
 
 #: real models whose inference path uses a type that is not MatConvNet's: file -> those types
 REAL_REFUSED = {
-    "cszn_FFDNet__FFDNet_grayscale_retrained.mat": {"SubP", "concat"},
     "lood339_player_detection__net_stage_1_dilation.mat": {"dpool"},
-    "Sunbaoli_DSR__x16_net-epoch-108.mat": {"dagnn.Slice"},
 }
 
 #: fp32 parity (the project's standard); see lrn_exact_tolerances for LRN in exact mode

@@ -189,8 +189,8 @@ REAL_EXPECTED = {
                                                      "dagnn.Sum": 1, "dagnn.Loss": 1}),
     "cszn_DnCNN__sigma25_Bnorm.mat": ("simplenn", 49, {"dagnn.Conv": 17, "dagnn.ReLU": 16, "dagnn.BatchNorm": 15,
                                                        "dagnn.Loss": 1}),
-    "cszn_FFDNet__FFDNet_grayscale_retrained.mat": ("simplenn", 32, {"SubP": 2, "concat": 1, "dagnn.Conv": 15,
-                                                                     "dagnn.ReLU": 14}),
+    "cszn_FFDNet__FFDNet_grayscale_retrained.mat": ("simplenn", 32, {"ffdnet.SubP": 2, "ffdnet.SigmaConcat": 1,
+                                                                     "dagnn.Conv": 15, "dagnn.ReLU": 14}),
     "imistyrain_MatConvNet-oneclick__net-epoch-50.mat": ("simplenn", 8, {"dagnn.Conv": 3, "dagnn.Pooling": 2,
                                                                          "dagnn.ReLU": 2, "dagnn.Loss": 1}),
     "phoenix104104_LapSRN__LapSRN_x2.mat": ("dagnn", 28, {"dagnn.Conv": 12, "dagnn.ReLU": 12,
@@ -296,8 +296,9 @@ def test_real_simplenn_quirks():
 @needs_real
 def test_real_unknown_and_opaque_layers_are_kept():
     ff = load_netspec(real("cszn_FFDNet__FFDNet_grayscale_retrained.mat"))
-    subp = [l for l in ff.layers if l.type == "SubP"]
+    subp = [l for l in ff.layers if l.type == "ffdnet.SubP"]  # FFDNet's types (matconv_port/layers/ffdnet.py)
     assert [l.block["scale"] for l in subp] == [0.5, 2.0] and all(l.params == [] for l in subp)
+    assert ff.layers[1].type == "ffdnet.SigmaConcat" and ff.layers[1].inputs == ["x1", "sigmas"]
     assert ff.params[f"{ff.layers[2].name}f"].value.shape == (3, 3, 5, 64)
     assert ff.layers[2].block["dilate"] == [1.0, 1.0]
     br = load_netspec(real("brando90_MatConvNet_workspace__text-small_net-epoch-20.mat"))

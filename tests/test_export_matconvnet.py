@@ -262,3 +262,83 @@ def test_fusion_built_net_round_trip(tmp_path):
     with torch.no_grad():
         ya, yb = model.forward_vars(dict(inputs), num_videos=2), back.forward_vars(dict(inputs), num_videos=2)
     assert ya.keys() == yb.keys() and all(torch.equal(ya[k], yb[k]) for k in ya)
+
+
+# ----------------------------------------------------------------------------- stock semantics
+MCNX = os.path.join(os.path.dirname(HERE), "fixtures", "mcn_extra")
+STOCK = os.path.join(os.path.dirname(HERE), "fixtures", "stock")
+#: DagNN nets saved by STOCK MatConvNet v1.0-beta25's saveobj (fixtures/stock, fixtures/mcn_extra)
+STOCK_SAVED = [os.path.join(STOCK, f) for f in ("dagnn_stock_crop.mat", "dagnn_stock_roipool.mat")] + \
+    [os.path.join(MCNX, f) for f in ("stock_conv_dilate.mat", "stock_bnorm_train.mat", "stock_loss_spatial.mat",
+                                     "stock_loss_binary.mat", "mcnextra_slice.mat", "mcnextra_pool_flatten.mat")]
+
+
+@pytest.mark.parametrize("path", STOCK_SAVED, ids=_ids(STOCK_SAVED))
+def test_stock_net_struct_equals_stock_saveobj(path):
+    """A net with stock semantics is written with stock beta25's classes (Conv/Pooling
+    ``dilate``, BatchNorm ``opts``, Loss ``ignoreAverage``): block for block what stock's
+    own saveobj wrote."""
+    ref = _read(path)["net"]
+    model = MatConvNetModel(load_netspec(path), semantics="stock", warn=lambda *a: None)
+    ours = netspec_to_dagnn_struct(model.to_netspec())
+    assert ours["layers"].fields == ref["layers"].fields and ours["layers"].shape == ref["layers"].shape
+    for a, b in zip(ours["layers"], ref["layers"]):
+        assert list(a["block"]) == list(b["block"]), a["name"]
+        assert mat_equal(a, b), a["name"]
+    assert mat_equal(ours["vars"], ref["vars"])
+
+
+def test_dilated_stock_net_round_trips_semantics_and_every_var(tmp_path):
+    """export -> convert keeps stock semantics (detected again from the written evidence)
+    and the dilation: every var equal to the original model's and to stock MatConvNet's."""
+    from parity_utils import RTOL_FP32, load_case, relative_error
+
+    path = os.path.join(MCNX, "stock_conv_dilate.mat")
+    model = load_model(path)
+    assert model.semantics == "stock"
+    out = tmp_path / "net.mat"
+    export_matconvnet(model, str(out))
+    saved = read_mat(str(out))["net"]
+    blocks = {l["name"]: l["block"] for l in saved["layers"]}
+    assert blocks["c1"]["dilate"].tolist() == [[2.0, 3.0]] and blocks["c2"]["dilate"].tolist() == [[2.0, 2.0]]
+    assert list(blocks["bn"]) == ["numChannels", "epsilon", "opts"] and blocks["bn"]["epsilon"].tolist() == [[1e-5]]
+    assert "ignoreAverage" in blocks["loss"]
+    back = load_model(str(out))
+    assert back.semantics == "stock" and back.semantics_choice.how == "detected"
+    case = load_case(path)
+    with torch.no_grad():
+        ya = model.forward_vars(dict(case.inputs), num_videos=case.num_videos)
+        yb = back.forward_vars(dict(case.inputs), num_videos=case.num_videos)
+    assert ya.keys() == yb.keys()
+    for k in ya:
+        assert torch.equal(ya[k], yb[k]), k
+    for k in case.expected:
+        if k not in case.inputs:
+            assert relative_error(yb[k], case.expected[k]) <= RTOL_FP32, k
+
+
+def test_fork_semantics_refuses_to_drop_a_dilation(tmp_path):
+    model = load_model(os.path.join(MCNX, "stock_conv_dilate.mat"), semantics="fork")
+    out = tmp_path / "net.mat"
+    with pytest.raises(MatConvPortError, match=r"layer 'c1' \(dagnn.Conv\) has dilate \[2.0, 3.0\].*--semantics stock"):
+        export_matconvnet(model, str(out))
+    assert not os.listdir(tmp_path)
+
+
+def test_fork_net_keeps_fork_classes_and_stock_simplenn_keeps_its_epsilon(tmp_path):
+    fork = netspec_to_dagnn_struct(load_model(os.path.join(MCNX, "fork_bnorm_train.mat")).to_netspec())
+    assert [list(l["block"]) for l in fork["layers"]] == [["numChannels", "epsilon"]] * 2
+    # stock SimpleNN: vl_simplenn runs bnorm with the layer's epsilon; the DagNN written keeps it
+    path = os.path.join(MCNX, "stock_simplenn_bnorm_train.mat")
+    model = load_model(path)
+    assert model.semantics == "stock"
+    out = tmp_path / "net.mat"
+    export_matconvnet(model, str(out))
+    layers = {l["name"]: l for l in read_mat(str(out))["net"]["layers"]}
+    assert layers["conv1"]["block"]["dilate"].tolist() == [[1.0, 1.0]]
+    assert layers["bn1"]["block"]["epsilon"].tolist() == [[1e-2]] and layers["bn2"]["block"]["epsilon"].tolist() == [[1e-5]]
+    assert list(layers["bn1"]["block"]["opts"]) == ["NoCuDNN"]
+    back = load_model(str(out))
+    assert back.semantics == "stock"
+    eps = {m.layer_name: m.epsilon for m in back.modules() if hasattr(m, "epsilon") and hasattr(m, "layer_name")}
+    assert eps == {"bn1": pytest.approx(1e-2), "bn2": pytest.approx(1e-5)}

@@ -80,14 +80,14 @@ def test_converts_and_runs_or_is_refused_by_name(name, tmp_path):
 
 
 def test_refusal_through_cli_exits_2_with_one_line(tmp_path):
-    name = "cszn_FFDNet__FFDNet_grayscale_retrained.mat"
+    name = "lood339_player_detection__net_stage_1_dilation.mat"
     out = tmp_path / "x.pt"
     proc = subprocess.run([sys.executable, "-c", "from matconv_port.cli import main; main()",
                            "convert", _path(name), "-o", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "SubP" in lines[0] and "layer1" in lines[0] and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and "dpool" in lines[0] and "pool_m1" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
 
 
@@ -105,6 +105,24 @@ def test_denoisers_still_denoise(name, var, kind):
     assert _psnr(denoised, clean) > _psnr(noisy, clean) + 8.0
 
 
+def test_ffdnet_denoises_at_the_noise_level_it_is_given():
+    """FFDNet (SubP down, the noise level map concatenated, SubP up) run as its
+    Demo_Test_FFDNet_gray.m runs it: the noise level is the net's second input ``sigmas``."""
+    clean = _image(96, 96, 0)
+    noisy = clean + np.random.default_rng(1).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    model = matconv_port.load_model(_path("cszn_FFDNet__FFDNet_grayscale_retrained.mat"))
+    assert model.input_vars == ["x0", "sigmas"]
+
+    def run(level):
+        with torch.no_grad():
+            y = model.forward_vars({"x0": torch.from_numpy(noisy)[None, None], "sigmas": torch.tensor([level])})
+        return y["x32"][0, 0].numpy()
+
+    assert _psnr(run(25 / 255), clean) > _psnr(noisy, clean) + 8.0
+    # the level matters: told there is almost no noise, it leaves most of it
+    assert _psnr(run(25 / 255), clean) > _psnr(run(2 / 255), clean) + 4.0
+
+
 @pytest.mark.parametrize("name,inp,var", [
     ("phoenix104104_LapSRN__LapSRN_x2.mat", "LR", "level1_output"),
     ("phoenix104104_LapSRN__MSLapSRN_D5R8.mat", "x2SR_LR", "x2SR_2x_output"),
@@ -119,6 +137,43 @@ def test_super_resolution_beats_bicubic(name, inp, var):
     assert sr.shape == hr.shape
     bicubic = cv2.resize(lr, (128, 128), interpolation=cv2.INTER_CUBIC)
     assert _psnr(np.clip(sr, 0, 1), hr) > _psnr(bicubic, hr) + 0.5
+
+
+def test_depth_super_resolution_x16_beats_bicubic_and_finds_the_depth_edges():
+    """Sunbaoli/DSR x16 (dagnn.Slice of DSR: its edge branch thresholded into a logical map,
+    concatenated with the depth and guidance inputs), run as DSR's code/test/test_classSR.m
+    does: a depth map sampled 1 in 16 and upsampled bicubically, guidance the high-passed
+    image normalised to [0, 1]; the refined depth is ``input_d - x13``."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    h = w = 128
+    y, x = np.mgrid[0:h, 0:w]
+    depth = 0.3 + 0.2 * x / w
+    discs = []
+    for _ in range(5):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(15, 35)
+        depth[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.uniform(0.1, 0.9)
+    depth = depth.astype(np.float32)
+    up = cv2.resize(depth[8::16, 8::16], (w, h), interpolation=cv2.INTER_CUBIC)
+    guide = depth - cv2.blur(depth, (3, 3), borderType=cv2.BORDER_REFLECT)
+    guide = ((guide - guide.min()) / (guide.max() - guide.min())).astype(np.float32)
+    model = matconv_port.load_model(_path("Sunbaoli_DSR__x16_net-epoch-108.mat"), warn=lambda m: None)
+    assert model.semantics == "stock"  # its convs are dilated
+    with torch.no_grad():
+        v = model.forward_vars({"input_d": torch.from_numpy(up)[None, None], "input_g": torch.from_numpy(guide)[None, None]})
+    refined = up - v["x13"][0, 0].numpy()
+
+    def rmse(a):
+        return float(np.sqrt(np.mean((a - depth) ** 2)))
+
+    assert rmse(refined) < 0.8 * rmse(up)
+    edge = v["edge"][0, 0].numpy()
+    assert set(np.unique(edge)) <= {0.0, 1.0} and edge.sum() > 100
+    # the edge map lies on the depth discontinuities: most edge pixels within 2 px of one
+    jumps = (np.abs(np.diff(depth, axis=0, prepend=depth[:1])) + np.abs(np.diff(depth, axis=1, prepend=depth[:, :1]))) > 0.05
+    near = cv2.dilate(jumps.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert near[edge > 0].mean() > 0.7 and near.mean() < 0.5
 
 
 def test_shared_parameters_stay_one_tensor(tmp_path):

@@ -15,6 +15,13 @@ the layout of MatConvNet's own saves (the DagNN files in ``fixtures/reference``)
   pad, stride), numbers as double rows, flags as logical, ``opts`` as cells;
 * ``meta``: ``net.meta`` (normalization, classes, ...), unchanged.
 
+Blocks follow the classes of the net's semantics (:mod:`matconv_port.semantics`, the
+model's choice; for a bare NetSpec the file's evidence): the paper's fork
+(:data:`BLOCK_SCHEMAS`) or stock v1.0-beta25 (:data:`STOCK_BLOCK_SCHEMAS`: Conv/Pooling
+``dilate``, BatchNorm ``opts``, Loss ``ignoreAverage``), so that reading the file back
+detects the same semantics and keeps every dilation. A fork net with a dilation other
+than 1 is refused (the fork's classes have no ``dilate``).
+
 A SimpleNN-sourced net is written as the DagNN ``dagnn.DagNN.fromSimpleNN`` builds
 from it (vars ``x0..xL``, params ``<layer>f``/``<layer>b``..., ``opts = {}`` as
 ``vl_simplenn_tidy`` fills it, BatchNorm with the default ``epsilon``).
@@ -29,7 +36,7 @@ import numpy as np
 from matconv_port.errors import MatConvPortError
 from matconv_port.netspec import LayerSpec, NetSpec
 
-__all__ = ["export_matconvnet", "netspec_to_dagnn_struct", "BLOCK_SCHEMAS"]
+__all__ = ["export_matconvnet", "netspec_to_dagnn_struct", "export_semantics", "BLOCK_SCHEMAS", "STOCK_BLOCK_SCHEMAS"]
 
 # property kinds
 DOUBLE, LOGICAL, CHAR, CELL = "double", "logical", "char", "cell"
@@ -75,6 +82,24 @@ BLOCK_SCHEMAS: dict[str, list[tuple[str, str, Any]]] = {
                     ("ignoreAverage", LOGICAL, False), ("opts", CELL, [])],
 }
 
+#: stock MatConvNet v1.0-beta25's classes where they differ from the fork's
+#: (``matlab/+dagnn/{Conv,Pooling,BatchNorm,Loss,Filter}.m`` of ``v1.0-beta25``): ``dagnn.Filter``
+#: adds ``dilate`` after ``pad``/``stride``; Pooling's ``poolSize`` defaults to ``[1 1]``; BatchNorm
+#: has epsilon 1e-5 and ``opts``; Loss has ``ignoreAverage``. A net with stock semantics is
+#: written with these, so that reading it back detects stock again and keeps its dilation.
+STOCK_BLOCK_SCHEMAS: dict[str, list[tuple[str, str, Any]]] = {
+    "dagnn.Conv": BLOCK_SCHEMAS["dagnn.Conv"] + [("dilate", DOUBLE, [1, 1])],
+    "dagnn.Pooling": [("method", CHAR, "max"), ("poolSize", DOUBLE, [1, 1]), ("opts", CELL, ["cuDNN"]),
+                      ("pad", DOUBLE, [0, 0, 0, 0]), ("stride", DOUBLE, [1, 1]), ("dilate", DOUBLE, [1, 1])],
+    "dagnn.BatchNorm": [("numChannels", DOUBLE, _EMPTY), ("epsilon", DOUBLE, 1e-5), ("opts", CELL, ["NoCuDNN"])],
+    "dagnn.Loss": [("loss", CHAR, "softmaxlog"), ("ignoreAverage", LOGICAL, False), ("opts", CELL, [])],
+}
+#: properties of later stock versions kept when a block has them (``normalise``: the
+#: post-beta25 ``dagnn.Loss``, whose outputs are divided by the batch size)
+_STOCK_KEPT_EXTRA = {"dagnn.Loss": (("normalise", LOGICAL),)}
+#: filter types whose ``dilate`` the fork's classes cannot hold
+_DILATED_TYPES = ("dagnn.Conv", "dagnn.Pooling", "dagnn.ConvTranspose")
+
 #: other names a NetSpec block may use for a property (SimpleNN field names)
 _ALIASES = {"poolSize": ("pool",)}
 
@@ -87,6 +112,11 @@ _SIMPLENN_DEFAULTS = {
 }
 #: block properties fromSimpleNN never copies from the SimpleNN layer (class defaults kept)
 _SIMPLENN_IGNORED = {"dagnn.BatchNorm": ("epsilon", "numChannels")}
+#: stock: fromSimpleNN copies conv ``dilate`` (tidy default 1); BatchNorm gets the class
+#: defaults, but stock ``vl_simplenn`` runs a ``bnorm`` with the layer's own epsilon, so
+#: that epsilon (``simplennEpsilon`` in the NetSpec) is written to keep the computation
+_STOCK_SIMPLENN_DEFAULTS = {"dagnn.Conv": {"dilate": 1}}
+_STOCK_SIMPLENN_IGNORED = {"dagnn.BatchNorm": ("numChannels",)}
 
 
 # ----------------------------------------------------------------------------- value helpers
@@ -207,14 +237,31 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {DOUBLE: _double, LOGICAL: _logical,
 
 
 # ----------------------------------------------------------------------------- blocks
-def block_struct(layer: LayerSpec, param_shapes: dict[str, tuple], simplenn: bool = False) -> dict[str, Any]:
-    """The ``block`` struct ``Layer.save`` writes for ``layer`` (MATLAB field order and types)."""
-    schema = BLOCK_SCHEMAS.get(layer.type)
+def _check_dilation(layer: LayerSpec, source: str) -> None:
+    """The fork's Conv/Pooling have no ``dilate``: refuse to drop one that is not 1."""
+    if layer.type not in _DILATED_TYPES or (layer.block or {}).get("dilate") is None:
+        return
+    vals = _double(layer.block["dilate"]).ravel()
+    if vals.size and not np.all(vals == 1):
+        raise MatConvPortError(
+            f"{source or 'network'}: layer {layer.name!r} ({layer.type}) has dilate {vals.tolist()}, which the "
+            f"paper's fork (the net's semantics) cannot hold; convert with --semantics stock and export again")
+
+
+def block_struct(layer: LayerSpec, param_shapes: dict[str, tuple], simplenn: bool = False,
+                 semantics: str = "fork") -> dict[str, Any]:
+    """The ``block`` struct ``Layer.save`` writes for ``layer`` (MATLAB field order and types),
+    with the classes of ``semantics``: ``"fork"`` (the paper's fork) or ``"stock"`` (v1.0-beta25)."""
+    stock = semantics == "stock"
+    schema = (STOCK_BLOCK_SCHEMAS.get(layer.type) if stock else None) or BLOCK_SCHEMAS.get(layer.type)
     block = dict(layer.block or {})
     if schema is None:  # a custom type: its properties as they are, best-effort types
         return {str(k): matlab_value(v) for k, v in block.items()}
-    overrides = _SIMPLENN_DEFAULTS.get(layer.type, {}) if simplenn else {}
-    ignored = _SIMPLENN_IGNORED.get(layer.type, ()) if simplenn else ()
+    if stock and simplenn and layer.type == "dagnn.BatchNorm" and block.get("simplennEpsilon") is not None:
+        block["epsilon"] = block["simplennEpsilon"]
+    overrides = ((_STOCK_SIMPLENN_DEFAULTS if stock else {}).get(layer.type, {}) | _SIMPLENN_DEFAULTS.get(layer.type, {})
+                 if simplenn else {})
+    ignored = (_STOCK_SIMPLENN_IGNORED if stock else _SIMPLENN_IGNORED).get(layer.type, ()) if simplenn else ()
     out: dict[str, Any] = {}
     for name, kind, default in schema:
         value = None if name in ignored else block.get(name)
@@ -235,6 +282,11 @@ def block_struct(layer: LayerSpec, param_shapes: dict[str, tuple], simplenn: boo
         if kind == CELL and present and isinstance(value, (list, tuple)) and not value:
             value = []
         out[name] = _CONVERT[kind](value)
+    for name, kind in _STOCK_KEPT_EXTRA.get(layer.type, ()) if stock else ():
+        if block.get(name) is not None:
+            out[name] = _CONVERT[kind](block[name])
+    if layer.type == "dagnn.ROIPooling" and out["transform"].size == 6:  # a 2x3 affine, kept column-major
+        out["transform"] = out["transform"].reshape(2, 3, order="F")
     if layer.type in ("dagnn.Pooling", "dagnn.Pooling3D"):
         out["method"] = out["method"].lower() if out["method"] else "max"
     return out
@@ -270,6 +322,10 @@ def netspec_to_dagnn_struct(spec: NetSpec) -> dict[str, Any]:
     from matconv_port.converters.mattypes import MatStructArray
 
     simplenn = spec.source_format == "simplenn"
+    semantics = export_semantics(spec)
+    if semantics == "fork":
+        for layer in spec.layers:
+            _check_dilation(layer, spec.source)
     used_params: list[str] = []
     for layer in spec.layers:
         for p in layer.params:
@@ -298,11 +354,23 @@ def netspec_to_dagnn_struct(spec: NetSpec) -> dict[str, Any]:
     params.shape = (1, len(params)) if len(params) else (0, 0)
     layers = MatStructArray(
         [{"name": l.name, "type": l.type, "inputs": _cell_row(l.inputs), "outputs": _cell_row(l.outputs),
-          "params": _cell_row(l.params), "block": block_struct(l, shapes, simplenn)} for l in spec.layers],
+          "params": _cell_row(l.params), "block": block_struct(l, shapes, simplenn, semantics)}
+         for l in spec.layers],
         fields=["name", "type", "inputs", "outputs", "params", "block"])
     layers.shape = (1, len(layers)) if len(layers) else (0, 0)
     meta = matlab_value(dict(spec.meta or {}))
     return {"vars": vars_, "params": params, "layers": layers, "meta": meta}
+
+
+def export_semantics(spec: NetSpec) -> str:
+    """Whose classes the blocks are written with: the semantics stored in ``spec`` (a
+    model's ``to_netspec()`` carries the model's), else the file's evidence
+    (:func:`matconv_port.semantics.resolve_semantics` with ``auto``)."""
+    from matconv_port.semantics import resolve_semantics
+
+    if spec.semantics in ("fork", "stock"):
+        return spec.semantics
+    return resolve_semantics("auto", spec).name
 
 
 def export_matconvnet(model, path: str, version: str = "auto") -> None:
