@@ -182,15 +182,15 @@ def machine_record() -> dict[str, str]:
 @dataclasses.dataclass
 class Outcome:
     bench: Bench
-    status: str  # "ok" | "failed (rc N)" | "timed out" | "skipped"
+    status: str  # "ok" | "failed (rc N)" | "timed out" | "skipped" | "not run" (the run stopped first)
     seconds: float = 0.0
     output: str = ""
     reason: str = ""
 
     def headline(self) -> str:
         """The script's ratio lines (what the goals are stated in)."""
-        if self.status == "skipped":
-            return f"skipped: {self.reason}"
+        if self.status in ("skipped", "not run"):
+            return f"{self.status}: {self.reason}"
         lines = [l.strip() for l in self.output.splitlines() if "ratio" in l and l.strip()]
         return "<br>".join(_md_cell(l) for l in lines[:6]) or _md_cell(self.status)
 
@@ -241,8 +241,8 @@ def write_results(path: str, record: dict[str, str], outcomes: list[Outcome], qu
     for o in outcomes:
         args = o.bench.quick if quick else o.bench.full
         lines += [f"### {o.bench.name}", "", f"`python benchmarks/{o.bench.script} {' '.join(args or [])}`", ""]
-        if o.status == "skipped":
-            lines += [f"Skipped: {o.reason}.", ""]
+        if o.status in ("skipped", "not run"):
+            lines += [f"{o.status.capitalize()}: {o.reason}.", ""]
             continue
         tail = o.output.strip().splitlines()[-60:]
         lines += ["```", *tail, "```", ""]
@@ -268,17 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     if untabled:  # a new script: it needs its quick and full arguments in BENCHES
         record["not run (not in run_all.py's table yet)"] = ", ".join(untabled)
         print(f"not in run_all.py's table, not run: {', '.join(untabled)}", flush=True)
+    chosen = [b for b in BENCHES if not only or b.name in only]
     outcomes = []
-    for bench in BENCHES:
-        if only and bench.name not in only:
-            continue
+    for i, bench in enumerate(chosen):
         o = run_bench(bench, args.quick)
         outcomes.append(o)
+        # rewrite after every benchmark: a run cut short keeps what it measured, the rest marked not run
+        pending = [Outcome(b, "not run", reason="the run stopped before it") for b in chosen[i + 1:]]
+        write_results(args.output, record, outcomes + pending, args.quick)
         what = f"skipped: {o.reason}" if o.status == "skipped" else f"{o.status} in {o.seconds:.0f} s"
         print(f"   {bench.name}: {what}", flush=True)
         for line in o.headline().split("<br>") if o.status == "ok" else []:
             print(f"     {line}", flush=True)
-    write_results(args.output, record, outcomes, args.quick)
     print(f"wrote {os.path.relpath(args.output)}")
     return 0 if all(o.status in ("ok", "skipped") for o in outcomes) else 1
 
