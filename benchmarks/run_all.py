@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -77,6 +78,9 @@ class Bench:
     #: runs only on a GPU (skipped with a reason without CUDA)
     gpu_only: bool = False
     timeout_s: int = 3600
+    #: the script writes its tables to ``--report-md FILE`` (gpu_check.sh's interface): run_all passes a
+    #: temporary file and adds its text to the script's output
+    report_md: bool = False
 
 
 BENCHES: list[Bench] = [
@@ -117,15 +121,20 @@ BENCHES: list[Bench] = [
           full=["--device", "cpu", "--repeats", "5", "--skip-prepare"],
           quick=["--device", "cpu", "--small"], requires=_needs_opencv_optflow),
     # the GPU benchmarks (benchmarks/gpu_check.sh runs them on the GPU machine)
+    Bench("precision_cpu", "bench_gpu_forward.py",
+          "what bf16 (CPU autocast) and tf32 cost in accuracy against exact, on CPU: top-1 agreement, largest "
+          "score difference (fused VGG-16 at 224, demo-like fused net)",
+          full=["--device", "cpu", "--accuracy-only", "--clips", "2", "--batches", "1", "--sizes", "224x224"],
+          quick=["--device", "cpu", "--accuracy-only", "--small"], report_md=True),
     Bench("gpu_forward", "bench_gpu_forward.py",
           "fused VGG-16 forward on the GPU, ours / plain PyTorch in exact, tf32, bf16 (goal >= 0.95); accuracy of each mode",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
     Bench("gpu_train", "bench_gpu_train.py",
           "fused VGG-16 training step on the GPU, ours / plain (goal >= 0.95), bf16 vs exact (goal >= 2x)",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
     Bench("eval_gpu", "bench_eval_gpu.py",
           "the paper's fusion protocol end to end from full-size JPEGs on the GPU (goal >= 10 videos/s, tf32)",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
 ]
 
 
@@ -199,6 +208,21 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")[:300]
 
 
+def _take_report(path: str | None) -> str:
+    """The text the script wrote to its ``--report-md`` file (then removed), or ""."""
+    if path is None:
+        return ""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return "\n" + text if text.strip() else ""
+
+
 def run_bench(bench: Bench, quick: bool) -> Outcome:
     if bench.gpu_only and not _has_cuda():
         return Outcome(bench, "skipped", reason="needs a CUDA GPU; none here")
@@ -208,6 +232,11 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
     if why:
         return Outcome(bench, "skipped", reason=why)
     cmd = [sys.executable, os.path.join(HERE, bench.script), *(bench.quick if quick else bench.full)]
+    report = None
+    if bench.report_md:
+        fd, report = tempfile.mkstemp(prefix=f"run_all_{bench.name}_", suffix=".md")
+        os.close(fd)
+        cmd += ["--report-md", report]
     print(f"== {bench.name}: {' '.join(os.path.relpath(c, REPO) if c.startswith(REPO) else c for c in cmd[1:])}",
           flush=True)
     t0 = time.perf_counter()
@@ -217,9 +246,10 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
                               capture_output=True, text=True, timeout=bench.timeout_s)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return Outcome(bench, "timed out", time.perf_counter() - t0, out)
+        return Outcome(bench, "timed out", time.perf_counter() - t0, out + _take_report(report))
     seconds = time.perf_counter() - t0
-    output = proc.stdout + (("\n[stderr]\n" + proc.stderr[-3000:]) if proc.returncode and proc.stderr else "")
+    output = proc.stdout + _take_report(report) + (
+        ("\n[stderr]\n" + proc.stderr[-3000:]) if proc.returncode and proc.stderr else "")
     status = "ok" if proc.returncode == 0 else f"failed (rc {proc.returncode})"
     return Outcome(bench, status, seconds, output)
 
