@@ -16,6 +16,13 @@ fused net (random weights, 4 batches of random input: 64 clip-heads per size) an
 a small demo-like fused net (two ``archs.demo`` streams, random weights, 256 random clips).
 
     python3 benchmarks/bench_gpu_forward.py --device cuda --report-md OUT/bench_gpu_forward.md [--small]
+
+``--accuracy-only`` skips the timings (the CPU run of the accuracy table, where bf16 is
+CPU autocast and tf32 equals exact); ``--clips N`` / ``--batches N`` / ``--sizes 224x224``
+shrink the full-size part to what a CPU does in minutes:
+
+    python3 benchmarks/bench_gpu_forward.py --device cpu --accuracy-only --clips 2 --batches 1 \
+        --sizes 224x224 --report-md benchmarks/RESULTS_precision_cpu.md
 """
 from __future__ import annotations
 
@@ -59,7 +66,14 @@ def accuracy_rows(run, clips: int, batches: int = 1) -> dict[str, tuple[float, f
 
 
 def main(argv=None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--accuracy-only", action="store_true",
+                    help="no timings: only what each precision costs in accuracy against exact")
+    ap.add_argument("--clips", type=int, default=None, help="clips per input batch of the VGG-16 part (default 8)")
+    ap.add_argument("--batches", type=int, default=None,
+                    help="input batches compared for accuracy on the VGG-16 part (default 4)")
+    ap.add_argument("--sizes", default=None, help="frame sizes of the VGG-16 part, from 224x224,256x340 (default both)")
+    args = ap.parse_args(argv)
     dev = resolve(args.device)
     torch.manual_seed(0)
     if args.small:
@@ -70,6 +84,15 @@ def main(argv=None) -> int:
         widths, fc, fc6, clips, frames = FULL_WIDTHS, 4096, 7, 8, 5
         sizes = [((224, 224), "linear"), ((256, 340), "conv")]
         iters = args.iters or 10
+    if args.sizes:
+        known = {f"{h}x{w}": ((h, w), c) for (h, w), c in sizes}
+        wanted = [x.strip() for x in args.sizes.split(",") if x.strip()]
+        bad = [x for x in wanted if x not in known]
+        if bad or not wanted:
+            ap.error(f"--sizes {args.sizes!r}: choose from {','.join(known)}")
+        sizes = [known[x] for x in wanted]
+    clips = args.clips or clips
+    acc_batches = args.batches or (1 if args.small else 4)
     classes = 101
     model = build_fused_model(frames, classes, widths=widths, fc_width=fc, fc6_size=fc6).to(dev).eval()
     plains = {}
@@ -98,16 +121,17 @@ def main(argv=None) -> int:
                 return plain(rgb, flow)
 
         with torch.inference_mode():
-            a, b = ours_in("exact"), plain_in("exact")
-            parity[f"{h}x{w}"] = max(float((x.reshape(y.shape) - y).abs().max() / y.abs().max().clamp_min(1e-30))
-                                     for x, y in zip(a, b))
-            del a, b
-            for mode in MODES:
+            for mode in [] if args.accuracy_only else MODES:
                 t = interleaved({"ours": lambda: ours_in(mode), "plain": lambda: plain_in(mode)}, dev, iters)
                 speed_rows.append((f"{h}x{w}", cls, mode, t["ours"], t["plain"], t["plain"] / t["ours"], t["_iters"]))
                 print(f"{h}x{w} {mode}: ours {t['ours'] * 1e3:.1f} ms, plain {t['plain'] * 1e3:.1f} ms, "
                       f"ratio {t['plain'] / t['ours']:.3f}", flush=True)
-            for mode, r in accuracy_rows(ours_in, clips, 1 if args.small else 4).items():
+            if not args.accuracy_only:
+                a, b = ours_in("exact"), plain_in("exact")
+                parity[f"{h}x{w}"] = max(float((x.reshape(y.shape) - y).abs().max() / y.abs().max().clamp_min(1e-30))
+                                         for x, y in zip(a, b))
+                del a, b
+            for mode, r in accuracy_rows(ours_in, clips, acc_batches).items():
                 acc_rows.append(("full-size fused VGG-16" if not args.small else "narrow fused VGG-16 (--small)",
                                  f"{h}x{w}", mode) + r)
         model.precision = "exact"
@@ -132,6 +156,26 @@ def main(argv=None) -> int:
         for mode, r in accuracy_rows(demo_in, dclips).items():
             acc_rows.append(("demo-like fused net (archs.demo x2)", f"{dh}x{dw}", mode) + r)
 
+    acc_lines = ["| net | frames | precision | top-1 agreement | max abs score diff | max diff / max abs score | clip-heads compared |",
+                 "|---|---|---|---:|---:|---:|---:|"]
+    for net, size, mode, agree, diff, rel, n in acc_rows:
+        acc_lines.append(f"| {net} | {size} | {mode} | {agree * 100:.1f}% | {diff:.3g} | {rel:.2e} | {n} |")
+    if args.accuracy_only:
+        where = (f"measured on CPU (torch {torch.__version__}, {torch.get_num_threads()} threads); the GPU figures come from "
+                 "benchmarks/gpu_check.sh" if dev.type == "cpu" else f"measured on {device_name(dev)}")
+        text = "\n".join([
+            "## What each precision costs in accuracy (ours, against exact; bench_gpu_forward.py --accuracy-only)", "",
+            f"{where}. Per-clip scores (each head's prediction averaged over its score map); "
+            f"{'narrow (--small)' if args.small else 'full-size'} fused VGG-16 with random weights, {acc_batches} batch(es) of {clips} random clips x {frames} frames; "
+            f"demo-like fused net (two archs.demo streams, random weights), {dclips} random clips.", "",
+            *acc_lines, ""] + (["On CPU the TF32 flags do nothing: tf32 equals exact. bf16 is CPU autocast "
+                                "(torch.autocast('cpu', torch.bfloat16))."] if dev.type == "cpu" else []))
+        write_md(args.report_md, text)
+        for net, size, mode, agree, diff, rel, n in acc_rows:  # the table is in the report; a line per mode here
+            if mode != "exact":
+                print(f"{net} {size} {mode} vs exact: top-1 agreement {agree * 100:.1f}%, max abs score diff "
+                      f"{diff:.3g}, ratio to max abs score {rel:.2e} ({n} clip-heads)")
+        return 0
     lines = [f"## Fused two-stream VGG-16 forward: ours / plain PyTorch per precision (bench_gpu_forward.py)", "",
              f"Device {device_name(dev)}; {clips} clips x {frames} frames; "
              f"{'NARROW net (--small dry run)' if args.small else 'full-size VGG-16 towers, 101 classes'}; "
@@ -146,11 +190,7 @@ def main(argv=None) -> int:
     ex = {r[0]: r[3] for r in speed_rows if r[2] == "exact"}
     lines += ["", "Speed-up of each precision over exact (ours): " + "; ".join(
         f"{r[0]} {r[2]} {ex[r[0]] / r[3]:.2f}x" for r in speed_rows if r[2] != "exact"), "",
-              "### What each precision costs in accuracy (ours, against exact)", "",
-              "| net | frames | precision | top-1 agreement | max abs score diff | max diff / max abs score | clip-heads compared |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    for net, size, mode, agree, diff, rel, n in acc_rows:
-        lines.append(f"| {net} | {size} | {mode} | {agree * 100:.1f}% | {diff:.3g} | {rel:.2e} | {n} |")
+              "### What each precision costs in accuracy (ours, against exact)", "", *acc_lines]
     if dev.type != "cuda":
         lines += ["", "(On CPU the TF32 flags do nothing: tf32 equals exact; bf16 is CPU autocast. "
                   "The narrow dry-run net's timings say nothing about the GPU: the goals are for the H200 run.)"]

@@ -387,8 +387,7 @@ def report(results: list[dict], args, started: str, elapsed: float) -> str:
         "even rounds, ours first on odd ones); medians. CPU = process CPU time (all threads; Octave "
         "`cputime`, Python `time.process_time`). Load average = 1-minute load before / after each model; "
         "the box is shared with other engineers' jobs, so wall times are noisy and CPU time is the "
-        "steadier figure. \"ratio of fastest passes\" = min MatConvNet / min ours (the passes least "
-        "disturbed by other jobs).",
+        "steadier figure.",
         "",
         "**ratio = MatConvNet median / matconv-port median** (> 1: the port is faster).",
         "",

@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -77,6 +78,9 @@ class Bench:
     #: runs only on a GPU (skipped with a reason without CUDA)
     gpu_only: bool = False
     timeout_s: int = 3600
+    #: the script writes its tables to ``--report-md FILE`` (gpu_check.sh's interface): run_all passes a
+    #: temporary file and adds its text to the script's output
+    report_md: bool = False
 
 
 BENCHES: list[Bench] = [
@@ -117,15 +121,20 @@ BENCHES: list[Bench] = [
           full=["--device", "cpu", "--repeats", "5", "--skip-prepare"],
           quick=["--device", "cpu", "--small"], requires=_needs_opencv_optflow),
     # the GPU benchmarks (benchmarks/gpu_check.sh runs them on the GPU machine)
+    Bench("precision_cpu", "bench_gpu_forward.py",
+          "what bf16 (CPU autocast) and tf32 cost in accuracy against exact, on CPU: top-1 agreement, largest "
+          "score difference (fused VGG-16 at 224, demo-like fused net)",
+          full=["--device", "cpu", "--accuracy-only", "--clips", "2", "--batches", "1", "--sizes", "224x224"],
+          quick=["--device", "cpu", "--accuracy-only", "--small"], report_md=True),
     Bench("gpu_forward", "bench_gpu_forward.py",
           "fused VGG-16 forward on the GPU, ours / plain PyTorch in exact, tf32, bf16 (goal >= 0.95); accuracy of each mode",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
     Bench("gpu_train", "bench_gpu_train.py",
           "fused VGG-16 training step on the GPU, ours / plain (goal >= 0.95), bf16 vs exact (goal >= 2x)",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
     Bench("eval_gpu", "bench_eval_gpu.py",
           "the paper's fusion protocol end to end from full-size JPEGs on the GPU (goal >= 10 videos/s, tf32)",
-          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True),
+          full=["--device", "cuda"], quick=["--device", "cuda", "--small"], gpu_only=True, report_md=True),
 ]
 
 
@@ -182,21 +191,36 @@ def machine_record() -> dict[str, str]:
 @dataclasses.dataclass
 class Outcome:
     bench: Bench
-    status: str  # "ok" | "failed (rc N)" | "timed out" | "skipped"
+    status: str  # "ok" | "failed (rc N)" | "timed out" | "skipped" | "not run" (the run stopped first)
     seconds: float = 0.0
     output: str = ""
     reason: str = ""
 
     def headline(self) -> str:
         """The script's ratio lines (what the goals are stated in)."""
-        if self.status == "skipped":
-            return f"skipped: {self.reason}"
+        if self.status in ("skipped", "not run"):
+            return f"{self.status}: {self.reason}"
         lines = [l.strip() for l in self.output.splitlines() if "ratio" in l and l.strip()]
         return "<br>".join(_md_cell(l) for l in lines[:6]) or _md_cell(self.status)
 
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")[:300]
+
+
+def _take_report(path: str | None) -> str:
+    """The text the script wrote to its ``--report-md`` file (then removed), or ""."""
+    if path is None:
+        return ""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return "\n" + text if text.strip() else ""
 
 
 def run_bench(bench: Bench, quick: bool) -> Outcome:
@@ -208,6 +232,11 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
     if why:
         return Outcome(bench, "skipped", reason=why)
     cmd = [sys.executable, os.path.join(HERE, bench.script), *(bench.quick if quick else bench.full)]
+    report = None
+    if bench.report_md:
+        fd, report = tempfile.mkstemp(prefix=f"run_all_{bench.name}_", suffix=".md")
+        os.close(fd)
+        cmd += ["--report-md", report]
     print(f"== {bench.name}: {' '.join(os.path.relpath(c, REPO) if c.startswith(REPO) else c for c in cmd[1:])}",
           flush=True)
     t0 = time.perf_counter()
@@ -217,9 +246,10 @@ def run_bench(bench: Bench, quick: bool) -> Outcome:
                               capture_output=True, text=True, timeout=bench.timeout_s)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return Outcome(bench, "timed out", time.perf_counter() - t0, out)
+        return Outcome(bench, "timed out", time.perf_counter() - t0, out + _take_report(report))
     seconds = time.perf_counter() - t0
-    output = proc.stdout + (("\n[stderr]\n" + proc.stderr[-3000:]) if proc.returncode and proc.stderr else "")
+    output = proc.stdout + _take_report(report) + (
+        ("\n[stderr]\n" + proc.stderr[-3000:]) if proc.returncode and proc.stderr else "")
     status = "ok" if proc.returncode == 0 else f"failed (rc {proc.returncode})"
     return Outcome(bench, status, seconds, output)
 
@@ -241,8 +271,8 @@ def write_results(path: str, record: dict[str, str], outcomes: list[Outcome], qu
     for o in outcomes:
         args = o.bench.quick if quick else o.bench.full
         lines += [f"### {o.bench.name}", "", f"`python benchmarks/{o.bench.script} {' '.join(args or [])}`", ""]
-        if o.status == "skipped":
-            lines += [f"Skipped: {o.reason}.", ""]
+        if o.status in ("skipped", "not run"):
+            lines += [f"{o.status.capitalize()}: {o.reason}.", ""]
             continue
         tail = o.output.strip().splitlines()[-60:]
         lines += ["```", *tail, "```", ""]
@@ -268,17 +298,18 @@ def main(argv: list[str] | None = None) -> int:
     if untabled:  # a new script: it needs its quick and full arguments in BENCHES
         record["not run (not in run_all.py's table yet)"] = ", ".join(untabled)
         print(f"not in run_all.py's table, not run: {', '.join(untabled)}", flush=True)
+    chosen = [b for b in BENCHES if not only or b.name in only]
     outcomes = []
-    for bench in BENCHES:
-        if only and bench.name not in only:
-            continue
+    for i, bench in enumerate(chosen):
         o = run_bench(bench, args.quick)
         outcomes.append(o)
+        # rewrite after every benchmark: a run cut short keeps what it measured, the rest marked not run
+        pending = [Outcome(b, "not run", reason="the run stopped before it") for b in chosen[i + 1:]]
+        write_results(args.output, record, outcomes + pending, args.quick)
         what = f"skipped: {o.reason}" if o.status == "skipped" else f"{o.status} in {o.seconds:.0f} s"
         print(f"   {bench.name}: {what}", flush=True)
         for line in o.headline().split("<br>") if o.status == "ok" else []:
             print(f"     {line}", flush=True)
-    write_results(args.output, record, outcomes, args.quick)
     print(f"wrote {os.path.relpath(args.output)}")
     return 0 if all(o.status in ("ok", "skipped") for o in outcomes) else 1
 

@@ -40,3 +40,22 @@ def test_skips_say_why_and_results_record_the_run(run_all, tmp_path, monkeypatch
     for field in ("| date |", "| commit |", "| machine |", "| torch |", "median of at least 5"):
         assert field in text
     assert "skipped: needs a CUDA GPU" in text and "ratio ours/plain throughput (medians): 0.950" in text
+
+
+def test_report_md_text_joins_the_output_and_the_temp_file_goes(run_all, tmp_path, monkeypatch):
+    script = tmp_path / "bench_md.py"
+    script.write_text("import sys\npath = sys.argv[sys.argv.index('--report-md') + 1]\n"
+                      "open(path, 'w').write('| mode | top-1 agreement |\\n| bf16 | 99.0% |\\n')\n"
+                      "print('speed ratio 1.5')\n")
+    monkeypatch.setattr(run_all, "HERE", str(tmp_path))
+    bench = run_all.Bench("md", "bench_md.py", "writes a table", full=[], quick=[], report_md=True)
+    o = run_all.run_bench(bench, quick=False)
+    assert o.status == "ok" and "speed ratio 1.5" in o.output and "| bf16 | 99.0% |" in o.output
+    assert not list(tmp_path.glob("run_all_md_*")) and not any(
+        p.startswith("run_all_md_") for p in os.listdir(__import__("tempfile").gettempdir()))
+    # a run cut short: the benchmarks after it are written as not run, with the reason
+    pending = run_all.Outcome(bench, "not run", reason="the run stopped before it")
+    path = str(tmp_path / "RESULTS.md")
+    run_all.write_results(path, run_all.machine_record(), [o, pending], quick=False)
+    text = open(path).read()
+    assert "| not run | 0 s | not run: the run stopped before it |" in text and "Not run: the run stopped" in text
