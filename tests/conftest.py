@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +24,6 @@ def gpu_test_device() -> torch.device:
 
 
 def pytest_collection_modifyitems(config, items):
-    import pytest
-
     dry_cpu = os.environ.get(GPU_TEST_DEVICE_ENV, "") == "cpu"
     cuda = torch.cuda.is_available()
     no_cuda = pytest.mark.skip(reason="no CUDA device: run benchmarks/gpu_check.sh on a GPU machine")
@@ -35,3 +34,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_nccl)
         elif "gpu" in item.keywords and not cuda and not dry_cpu:
             item.add_marker(no_cuda)
+
+
+@pytest.fixture(scope="session")
+def synthetic_train_root(tmp_path_factory):
+    """One tiny synthetic UCF101-style dataset (2 classes, 4 videos each, 16 frames of
+    24 x 32) shared by the training-loop tests of the session."""
+    from matconv_port.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("syn_train")
+    make_synthetic_dataset(str(root), num_classes=2, videos_per_class=4, frames=16, height=24, width=32, seed=3)
+    return str(root)

@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from matconv_port.data.synthetic import make_synthetic_dataset
 from matconv_port.network import MatConvNetModel
 from matconv_port.train.archs import demo
 from matconv_port.train.loop import Trainer, TrainOptions, forward_backward, objective_layers
@@ -16,10 +15,8 @@ WIDTHS = (4, 6, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("syn")
-    make_synthetic_dataset(str(root), num_classes=2, videos_per_class=4, frames=16, height=24, width=32, seed=3)
-    return str(root)
+def data_root(synthetic_train_root):
+    return synthetic_train_root
 
 
 def _net():
